@@ -1,6 +1,7 @@
 """Tiny students and synthetic batches, made by the tests themselves."""
 
 import os
+import subprocess
 import sys
 from argparse import Namespace
 
@@ -65,3 +66,73 @@ def synthetic_batch(dictionary, sentences=3, seed=0, max_len=6):
 @pytest.fixture
 def dictionary():
     return make_dictionary()
+
+
+# -- end-to-end fixtures: a toy corpus and one short L2T-DLF training run ----------
+
+TINY_TRANSFORMER = (
+    "--arch transformer --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 --decoder-embed-dim 64 "
+    "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 "
+    "--decoder-attention-heads 4 --share-decoder-input-output-embed"
+).split()
+
+
+def run(*args, check=True):
+    """Runs a command of the venv (``fairseq-train``, ...) and returns the CompletedProcess."""
+    command = [os.path.join(BIN, args[0]), *map(str, args[1:])]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def preprocess(corpus, destdir, *extra):
+    run(
+        "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
+        "--trainpref", corpus / "train", "--validpref", corpus / "valid", "--testpref", corpus / "test",
+        "--destdir", destdir, "--workers", "1", *extra,
+    )
+    return destdir
+
+
+def l2t_train(data, save_dir, *extra):
+    return run(
+        "fairseq-train", data, "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
+        *TINY_TRANSFORMER, "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
+        "--warmup-updates", "100", "--max-tokens", "2000", "--save-dir", save_dir, "--no-epoch-checkpoints",
+        "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1", *extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("toy")
+    run("python", os.path.join(REPO, "examples", "toy", "make_corpus.py"), "--out", corpus,
+        "--train", "2000", "--valid", "100", "--test", "100")
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def toy_data(toy_corpus):
+    return preprocess(toy_corpus, toy_corpus / "bin")
+
+
+TRAINED_UPDATES = 300
+TEACHER_INTERVAL = 50
+
+
+@pytest.fixture(scope="session")
+def trained(toy_data, tmp_path_factory):
+    """300 updates of L2T-DLF training with a teacher update every 50; returns (save_dir, log)."""
+    save_dir = tmp_path_factory.mktemp("l2t_run")
+    result = l2t_train(
+        toy_data, save_dir, "--max-update", TRAINED_UPDATES, "--teacher-interval", TEACHER_INTERVAL,
+        "--unroll-steps", "3", "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-tokenized-bleu",
+    )
+    return save_dir, result.stdout
+
+
+def teacher_state(checkpoint):
+    from fairseq import checkpoint_utils
+
+    return checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))["extra_state"]["L2TTranslationTask"]

@@ -1,0 +1,110 @@
+"""The criterion ``l2t_dlf`` and the loss it computes."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import synthetic_batch, tiny_student
+from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
+from l2t_fairseq.loss import dynamic_loss
+from l2t_fairseq.tasks.l2t_translation import L2TTranslationConfig, L2TTranslationTask
+
+PAD = 1
+
+
+def test_constant_phi_matches_a_hand_computation():
+    probs = torch.tensor([[[0.5, 0.2, 0.3], [0.1, 0.6, 0.3]], [[0.7, 0.2, 0.1], [0.2, 0.2, 0.6]]])
+    target = torch.tensor([[0, 2], [2, PAD]])
+    loss, nll = dynamic_loss(probs.log(), target, torch.full((3,), 0.8), PAD)
+    kept = [0.5, 0.3, 0.1]  # p(y_r) of the three non-pad tokens
+    expected = -sum(1 / (1 + math.exp(-0.8 * math.log(p))) for p in kept)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert nll.item() == pytest.approx(-sum(math.log(p) for p in kept), rel=1e-6)
+
+
+def test_padding_is_ignored():
+    lprobs = torch.randn(2, 4, 6).log_softmax(-1)
+    target = torch.tensor([[2, 3, PAD, PAD], [4, 5, 0, PAD]])
+    phi = torch.rand(6) + 0.1
+    loss, nll = dynamic_loss(lprobs, target, phi, PAD)
+    scrambled = lprobs.clone()
+    scrambled[target.eq(PAD)] = torch.randn(int(target.eq(PAD).sum()), 6).log_softmax(-1)
+    assert torch.equal(dynamic_loss(scrambled, target, phi, PAD)[0], loss)
+    manual = sum(
+        -torch.sigmoid(phi[target[b, r]] * lprobs[b, r, target[b, r]])
+        for b in range(2)
+        for r in range(4)
+        if target[b, r] != PAD
+    )
+    torch.testing.assert_close(loss, manual)
+
+
+def test_coefficients_are_per_target_word():
+    lprobs = torch.full((1, 2, 4), math.log(0.25))
+    target = torch.tensor([[2, 3]])
+    phi = torch.tensor([0.0, 0.0, 1.0, 3.0])
+    loss, _ = dynamic_loss(lprobs, target, phi, PAD)
+    expected = -(torch.sigmoid(torch.tensor(math.log(0.25))) + torch.sigmoid(torch.tensor(3 * math.log(0.25))))
+    torch.testing.assert_close(loss, expected)
+
+
+def make_task(dictionary, **overrides):
+    cfg = L2TTranslationConfig(
+        seed=1, fp16=False, bf16=False, cpu=True, max_update=100, max_epoch=0, valid_subset="valid", **overrides
+    )
+    return L2TTranslationTask(cfg, dictionary, dictionary)
+
+
+def test_student_gradient_flows_only_through_log_p(dictionary):
+    """The criterion's gradient is d(-sigmoid(Phi log p))/d log p times d log p / d omega; the teacher gets none."""
+    task = make_task(dictionary)
+    with torch.no_grad():
+        task.teacher.W.uniform_(0.1, 2.0)
+    criterion = L2TDLFCriterion(task, sentence_avg=False)
+    model = tiny_student("transformer", dictionary, dropout=0.0).float()
+    sample = synthetic_batch(dictionary, sentences=4, seed=3)
+
+    loss, sample_size, logging_output = criterion(model, sample)
+    loss.backward()
+    assert all(p.grad is None for p in task.teacher.parameters())
+    assert sample_size == sample["ntokens"] == logging_output["ntokens"]
+
+    # the same gradient by the chain rule, with the analytic d loss / d log p(y_r)
+    model.zero_grad()
+    lprobs = model(**sample["net_input"])[0].log_softmax(-1)
+    target = sample["target"]
+    target_lprobs = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    coefficient = task.phi()[target]
+    s = torch.sigmoid(coefficient * target_lprobs.detach())
+    d_loss_d_lprob = (-s * (1 - s) * coefficient).masked_fill(target.eq(dictionary.pad()), 0)
+    (target_lprobs * d_loss_d_lprob).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    reference = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    criterion(model, sample)[0].backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, reference[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_logging_matches_fairseq_cross_entropy_conventions(dictionary):
+    from fairseq import metrics
+
+    task = make_task(dictionary)
+    criterion = L2TDLFCriterion(task, sentence_avg=False)
+    model = tiny_student("lstm", dictionary, dropout=0.0).float()
+    sample = synthetic_batch(dictionary, sentences=4, seed=5)
+    with torch.no_grad():
+        _, _, log = criterion(model, sample)
+        nll = torch.nn.functional.cross_entropy(
+            model(**sample["net_input"])[0].transpose(1, 2), sample["target"],
+            ignore_index=dictionary.pad(), reduction="sum",
+        )
+    torch.testing.assert_close(log["nll_loss"], nll, rtol=1e-5, atol=1e-6)
+    with metrics.aggregate() as agg:
+        type(criterion).reduce_metrics([log, log])
+    values = agg.get_smoothed_values()
+    assert values["nll_loss"] == pytest.approx(nll.item() / sample["ntokens"] / math.log(2), abs=1e-3)
+    assert values["loss"] == pytest.approx(log["loss"].item() / sample["ntokens"] / math.log(2), abs=1e-3)
+    assert values["ppl"] == pytest.approx(2 ** values["nll_loss"], rel=1e-2)

@@ -1,0 +1,83 @@
+"""fairseq-train with the plugin, resume, reuse of a frozen teacher, fairseq-generate."""
+
+import re
+import shutil
+
+import torch
+
+from conftest import PLUGIN, TEACHER_INTERVAL, TRAINED_UPDATES, l2t_train, run, teacher_state
+from l2t_fairseq.teacher import default_phi_init
+
+
+def valid_values(log, key):
+    return [float(v) for v in re.findall(rf"valid on 'valid' subset \|.*?\| {key} ([-\d.]+)", log)]
+
+
+def test_training_improves_dev_loss_and_trains_the_teacher(trained):
+    save_dir, log = trained
+    nll = valid_values(log, "nll_loss")
+    assert len(nll) >= 5
+    assert nll[-1] < 0.5 * nll[0], nll
+    teacher_updates = (TRAINED_UPDATES - 1) // TEACHER_INTERVAL
+    assert "teacher_dev_loss" in log and "teacher_hypergrad_norm" in log
+    state = teacher_state(save_dir / "checkpoint_last.pt")
+    W = state["teacher"]["W"]
+    assert not torch.allclose(W, torch.full_like(W, default_phi_init(W.size(0)))), "the teacher never moved"
+    steps = {int(s["step"]) for s in state["teacher_optimizer"]["state"].values()}
+    assert steps == {teacher_updates}
+    progress, train_bleu, dev_bleu = state["student_state"].tolist()
+    assert 0 < progress <= 1 and 0 < train_bleu <= 1 and 0 < dev_bleu <= 1
+
+
+def test_resume_restores_the_teacher_exactly(trained, tmp_path):
+    save_dir, _ = trained
+    shutil.copy(save_dir / "checkpoint_last.pt", tmp_path / "checkpoint_last.pt")
+    before = teacher_state(tmp_path / "checkpoint_last.pt")
+    # 20 more updates; the next teacher update would be at 350, so the teacher must come back unchanged
+    result = l2t_train(
+        trained_data(save_dir), tmp_path, "--max-update", TRAINED_UPDATES + 20,
+        "--teacher-interval", TEACHER_INTERVAL, "--unroll-steps", "3",
+    )
+    assert f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in result.stdout
+    after = teacher_state(tmp_path / "checkpoint_last.pt")
+    for name in ("W", "V"):
+        assert torch.equal(before["teacher"][name], after["teacher"][name]), name
+    for index, moments in before["teacher_optimizer"]["state"].items():
+        for key, value in moments.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(after["teacher_optimizer"]["state"][index][key]))
+
+
+def test_frozen_teacher_teaches_a_new_student(trained, tmp_path):
+    save_dir, _ = trained
+    result = l2t_train(
+        trained_data(save_dir), tmp_path, "--max-update", 60, "--teacher-interval", 20,
+        "--teacher-path", save_dir / "checkpoint_last.pt", "--freeze-teacher",
+    )
+    assert "teacher loaded from" in result.stdout
+    assert "teacher_dev_loss" not in result.stdout
+    loaded = teacher_state(save_dir / "checkpoint_last.pt")["teacher"]
+    used = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
+    for name in ("W", "V"):
+        assert torch.equal(loaded[name], used[name]), name
+
+
+def test_generate_decodes_the_trained_student(trained):
+    save_dir, _ = trained
+    result = run(
+        "fairseq-generate", trained_data(save_dir), "--user-dir", PLUGIN, "--task", "l2t_translation",
+        "--path", save_dir / "checkpoint_last.pt", "--gen-subset", "test", "--beam", "5", "--cpu",
+        "--batch-size", "50",
+    )
+    bleu = re.search(r"BLEU4 = ([\d.]+)", result.stdout)
+    assert bleu, result.stdout[-2000:]
+    assert float(bleu.group(1)) > 20
+    translated = int(re.search(r"Translated (\d+) sentences", result.stdout + result.stderr).group(1))
+    assert translated >= 90
+    assert len(re.findall(r"^H-\d+", result.stdout, re.M)) == translated
+
+
+def trained_data(save_dir):
+    """The data folder the run in ``save_dir`` was trained on, as its checkpoint records it."""
+    from fairseq import checkpoint_utils
+
+    return checkpoint_utils.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))["cfg"]["task"]["data"]
