@@ -20,6 +20,7 @@ from fairseq import checkpoint_utils, metrics, utils
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
+from sacrebleu.metrics import BLEU
 
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
 from l2t_fairseq.errors import UsageError
@@ -128,7 +129,6 @@ class L2TTranslationTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        self.tokenizer = getattr(self, "tokenizer", None)  # set by --eval-bleu
         self.greedy_generator = self.build_generator([model], Namespace(beam=1))
         return model
 
@@ -191,9 +191,21 @@ class L2TTranslationTask(TranslationTask):
         self.epoch = epoch
 
     def train_bleu(self, sample, model):
-        """Greedy-decoding BLEU of the student on a training batch, in [0, 1]."""
+        """Greedy-decoding BLEU of the student on a training batch, in [0, 1].
+
+        Tokenized BLEU with effective n-gram order: fairseq batches sentences
+        of similar length, and a batch of short ones has no 4-grams at all.
+        """
         with evaluation(model):
-            return self._inference_with_bleu(self.greedy_generator, sample, model).score / 100
+            hypotheses = self.inference_step(self.greedy_generator, [model], sample)
+
+        def text(tokens):
+            return self.tgt_dict.string(utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu(), self.cfg.eval_bleu_remove_bpe)
+
+        bleu = BLEU(tokenize="none", effective_order=True).corpus_score(
+            [text(h[0]["tokens"]) for h in hypotheses], [[text(t) for t in sample["target"]]]
+        )
+        return bleu.score / 100
 
     def post_validate(self, model, stats, agg):
         """Dev BLEU from fairseq's own ``--eval-bleu`` validation."""

@@ -1,0 +1,11 @@
+# `make demo`: set up .venv and run the built-in L2T-DLF example; `make test`: the test suite.
+.PHONY: setup demo test
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash examples/toy/run.sh
+
+test: setup
+	.venv/bin/python -m pytest -q -p no:cacheprovider tests

@@ -1,0 +1,76 @@
+"""Cost of one teacher update relative to one ordinary student step, same run, same batches.
+
+    python scripts/bench_teacher_update.py DATA_BIN [--unroll-steps 5] [--repeats 5] [fairseq-train flags...]
+
+Builds the student, criterion and fairseq Trainer exactly as ``fairseq-train``
+does (tiny Transformer by default), times ``trainer.train_step`` on training
+batches, then ``task.update_teacher`` (RMD through U unrolled steps replayed on
+the latest U batches), and prints medians and their ratio.
+"""
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+
+import torch
+from fairseq import options, tasks, utils
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import Trainer
+
+TINY_TRANSFORMER = (
+    "--arch transformer --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 --decoder-embed-dim 64 "
+    "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 "
+    "--decoder-attention-heads 4 --share-decoder-input-output-embed"
+).split()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data")
+    parser.add_argument("--unroll-steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    args, fairseq_flags = parser.parse_known_args()
+    if not any(flag == "--arch" for flag in fairseq_flags):
+        fairseq_flags = TINY_TRANSFORMER + fairseq_flags
+    train_args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        [args.data, "--user-dir", "l2t_fairseq", "--task", "l2t_translation", "--criterion", "l2t_dlf",
+         "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "2000", "--max-update", "100000",
+         "--teacher-interval", "100000000", "--unroll-steps", str(args.unroll_steps), "--seed", "1",
+         *fairseq_flags],
+    )
+    cfg = convert_namespace_to_omegaconf(train_args)
+    utils.import_user_module(cfg.common)
+    torch.manual_seed(cfg.common.seed)
+    task = tasks.setup_task(cfg.task)
+    task.load_dataset("valid")
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    batches = itertools.cycle(list(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)))
+
+    step_times = []
+    for _ in range(args.unroll_steps + 3 * args.repeats):
+        sample = next(batches)
+        start = time.perf_counter()
+        trainer.train_step([sample])
+        step_times.append(time.perf_counter() - start)
+    step_times = step_times[3:]  # warm-up
+    update_times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        task.update_teacher(trainer.model)
+        update_times.append(time.perf_counter() - start)
+    step, update = statistics.median(step_times), statistics.median(update_times)
+    print(f"device: {'cuda' if torch.cuda.is_available() and not cfg.common.cpu else 'cpu'}, "
+          f"threads: {torch.get_num_threads()}, U = {args.unroll_steps}, arch = {cfg.model._name}")
+    print(f"student step: {step * 1000:.1f} ms (median of {len(step_times)})")
+    print(f"teacher update: {update * 1000:.1f} ms (median of {len(update_times)})")
+    print(f"teacher update / student step: {update / step:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
