@@ -25,12 +25,14 @@ def make_dictionary(words=9):
 
 
 def tiny_student(kind, dictionary, dropout=0.1):
-    """A 1-layer LSTM (with attention) or Transformer student over ``dictionary``."""
+    """An LSTM with attention (``lstm``: 1 layer, ``lstm2``: 2 layers) or a 1-layer Transformer student."""
     task = Namespace(source_dictionary=dictionary, target_dictionary=dictionary)
-    if kind == "lstm":
+    if kind.startswith("lstm"):
+        layers = 2 if kind == "lstm2" else 1
         args = Namespace(
             encoder_embed_dim=6, encoder_hidden_size=6, decoder_embed_dim=6, decoder_hidden_size=6,
-            decoder_out_embed_dim=6, encoder_layers=1, decoder_layers=1, dropout=dropout, criterion="l2t_dlf",
+            decoder_out_embed_dim=6, encoder_layers=layers, decoder_layers=layers, dropout=dropout,
+            criterion="l2t_dlf",
         )
         lstm.base_architecture(args)
         model = lstm.LSTMModel.build_model(args, task)

@@ -61,6 +61,20 @@ def test_frozen_teacher_teaches_a_new_student(trained, tmp_path):
         assert torch.equal(loaded[name], used[name]), name
 
 
+def test_lstm_student_trains_with_teacher_updates(toy_data, tmp_path):
+    result = run(
+        "fairseq-train", toy_data, "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
+        "--arch", "lstm", "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "32",
+        "--encoder-hidden-size", "32", "--decoder-embed-dim", "32", "--decoder-hidden-size", "32",
+        "--decoder-out-embed-dim", "32", "--optimizer", "adam", "--lr", "3e-3", "--max-tokens", "2000",
+        "--max-update", "30", "--teacher-interval", "10", "--unroll-steps", "2", "--save-dir", tmp_path,
+        "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1",
+    )
+    assert re.search(r"teacher_hypergrad_norm[ =][\d.e-]*[1-9]", result.stdout), result.stdout[-2000:]
+    steps = {int(s["step"]) for s in teacher_state(tmp_path / "checkpoint_last.pt")["teacher_optimizer"]["state"].values()}
+    assert steps == {2}
+
+
 def test_generate_decodes_the_trained_student(trained):
     save_dir, _ = trained
     result = run(

@@ -48,7 +48,7 @@ def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_l
     return dev_loss(current)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+@pytest.mark.parametrize("kind", ["lstm", "lstm2", "transformer"])
 def test_rmd_equals_full_autograd_through_the_unroll(kind, dictionary):
     model, teacher, states, batches, step_loss, dev_loss, params = setting(kind, dictionary)
     rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_loss, params)
