@@ -200,7 +200,8 @@ class L2TTranslationTask(TranslationTask):
             hypotheses = self.inference_step(self.greedy_generator, [model], sample)
 
         def text(tokens):
-            return self.tgt_dict.string(utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu(), self.cfg.eval_bleu_remove_bpe)
+            tokens = utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu()
+            return self.tgt_dict.string(tokens, self.cfg.eval_bleu_remove_bpe)
 
         bleu = BLEU(tokenize="none", effective_order=True).corpus_score(
             [text(h[0]["tokens"]) for h in hypotheses], [[text(t) for t in sample["target"]]]
