@@ -17,7 +17,7 @@ OTHERS = [f"o{i}" for i in range(15)]
 
 
 def translate_word(word):
-    return word.upper() if not word[0] in "av" else word[0].upper() + str(int(word[1:]) * 7 % 97)
+    return word.upper() if word[0] not in "av" else word[0].upper() + str(int(word[1:]) * 7 % 97)
 
 
 def sentence_pair(rng):
