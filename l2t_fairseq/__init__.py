@@ -3,4 +3,4 @@
 Load with ``fairseq-train --user-dir l2t_fairseq --task l2t_translation --criterion l2t_dlf``.
 """
 
-from l2t_fairseq import checkpoints, criterions, tasks  # noqa: F401 - registers with fairseq
+from l2t_fairseq import checkpoints, criterions, models, tasks  # noqa: F401 - registers with fairseq

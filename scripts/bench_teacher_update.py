@@ -3,7 +3,7 @@
     python scripts/bench_teacher_update.py DATA_BIN [--unroll-steps 5] [--repeats 5] [fairseq-train flags...]
 
 Builds the student, criterion and fairseq Trainer exactly as ``fairseq-train``
-does (tiny Transformer by default), times ``trainer.train_step`` on training
+does (``transformer_l2t_toy`` by default), times ``trainer.train_step`` on training
 batches, then ``task.update_teacher`` (RMD through U unrolled steps replayed on
 the latest U batches), and prints medians and their ratio.
 """
@@ -19,21 +19,14 @@ from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
-TINY_TRANSFORMER = (
-    "--arch transformer --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 --decoder-embed-dim 64 "
-    "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 "
-    "--decoder-attention-heads 4 --share-decoder-input-output-embed"
-).split()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--unroll-steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     args, fairseq_flags = parser.parse_known_args()
-    if not any(flag == "--arch" for flag in fairseq_flags):
-        fairseq_flags = TINY_TRANSFORMER + fairseq_flags
+    if "--arch" not in fairseq_flags:
+        fairseq_flags = ["--arch", "transformer_l2t_toy", *fairseq_flags]
     train_args = options.parse_args_and_arch(
         options.get_training_parser(),
         [args.data, "--user-dir", "l2t_fairseq", "--task", "l2t_translation", "--criterion", "l2t_dlf",

@@ -72,13 +72,6 @@ def dictionary():
 
 # -- end-to-end fixtures: a toy corpus and one short L2T-DLF training run ----------
 
-TINY_TRANSFORMER = (
-    "--arch transformer --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 --decoder-embed-dim 64 "
-    "--encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 "
-    "--decoder-attention-heads 4 --share-decoder-input-output-embed"
-).split()
-
-
 def run(*args, check=True):
     """Runs a command of the venv (``fairseq-train``, ...) and returns the CompletedProcess."""
     command = [os.path.join(BIN, args[0]), *map(str, args[1:])]
@@ -100,7 +93,7 @@ def preprocess(corpus, destdir, *extra):
 def l2t_train(data, save_dir, *extra, check=True):
     return run(
         "fairseq-train", data, "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
-        *TINY_TRANSFORMER, "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
+        "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
         "--warmup-updates", "100", "--max-tokens", "2000", "--save-dir", save_dir, "--no-epoch-checkpoints",
         "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1", *extra, check=check,
     )

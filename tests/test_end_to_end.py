@@ -29,13 +29,13 @@ def test_training_improves_dev_loss_and_trains_the_teacher(trained):
     assert 0 < progress <= 1 and 0 < train_bleu <= 1 and 0 < dev_bleu <= 1
 
 
-def test_resume_restores_the_teacher_exactly(trained, tmp_path):
+def test_resume_restores_the_teacher_exactly(toy_data, trained, tmp_path):
     save_dir, _ = trained
     shutil.copy(save_dir / "checkpoint_last.pt", tmp_path / "checkpoint_last.pt")
     before = teacher_state(tmp_path / "checkpoint_last.pt")
     # 20 more updates; the next teacher update would be at 350, so the teacher must come back unchanged
     result = l2t_train(
-        trained_data(save_dir), tmp_path, "--max-update", TRAINED_UPDATES + 20,
+        toy_data, tmp_path, "--max-update", TRAINED_UPDATES + 20,
         "--teacher-interval", TEACHER_INTERVAL, "--unroll-steps", "3",
     )
     assert f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in result.stdout
@@ -47,10 +47,10 @@ def test_resume_restores_the_teacher_exactly(trained, tmp_path):
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(after["teacher_optimizer"]["state"][index][key]))
 
 
-def test_frozen_teacher_teaches_a_new_student(trained, tmp_path):
+def test_frozen_teacher_teaches_a_new_student(toy_data, trained, tmp_path):
     save_dir, _ = trained
     result = l2t_train(
-        trained_data(save_dir), tmp_path, "--max-update", 60, "--teacher-interval", 20,
+        toy_data, tmp_path, "--max-update", 60, "--teacher-interval", 20,
         "--teacher-path", save_dir / "checkpoint_last.pt", "--freeze-teacher",
     )
     assert "teacher loaded from" in result.stdout
@@ -75,10 +75,10 @@ def test_lstm_student_trains_with_teacher_updates(toy_data, tmp_path):
     assert {int(m["step"]) for m in moments.values()} == {2}
 
 
-def test_generate_decodes_the_trained_student(trained):
+def test_generate_decodes_the_trained_student(toy_data, trained):
     save_dir, _ = trained
     result = run(
-        "fairseq-generate", trained_data(save_dir), "--user-dir", PLUGIN, "--task", "l2t_translation",
+        "fairseq-generate", toy_data, "--user-dir", PLUGIN, "--task", "l2t_translation",
         "--path", save_dir / "checkpoint_last.pt", "--gen-subset", "test", "--beam", "5", "--cpu",
         "--batch-size", "50",
     )
@@ -89,9 +89,3 @@ def test_generate_decodes_the_trained_student(trained):
     assert translated >= 90
     assert len(re.findall(r"^H-\d+", result.stdout, re.M)) == translated
 
-
-def trained_data(save_dir):
-    """The data folder the run in ``save_dir`` was trained on, as its checkpoint records it."""
-    from fairseq import checkpoint_utils
-
-    return checkpoint_utils.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))["cfg"]["task"]["data"]

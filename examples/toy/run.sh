@@ -15,9 +15,7 @@ fairseq-preprocess --source-lang src --target-lang tgt --trainpref "$OUT/corpus/
     > "$OUT/preprocess.log" 2>&1
 
 fairseq-train "$OUT/bin" --user-dir l2t_fairseq --task l2t_translation --criterion l2t_dlf \
-    --arch transformer --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 --decoder-embed-dim 64 \
-    --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 --encoder-attention-heads 4 \
-    --decoder-attention-heads 4 --share-decoder-input-output-embed \
+    --arch transformer_l2t_toy \
     --optimizer adam --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 100 --max-tokens 2000 \
     --max-update 600 --teacher-interval 50 --unroll-steps 5 \
     --eval-bleu --eval-bleu-args '{"beam": 1}' --eval-tokenized-bleu \
