@@ -2,8 +2,10 @@
 
 Pure functions over explicit parameter dicts.  A *step loss*
 ``step_loss(params, phi, batch) -> scalar`` is the student's training loss
-``L_Phi(f_omega, D_t)`` of eq. (1); a *dev loss* ``dev_loss(params) -> scalar``
-is the quantity the teacher minimizes (``-M~`` of eq. 2, or any surrogate).
+``L_Phi(f_omega, D_t)`` of eq. (1); the *dev objective* is the quantity the
+teacher minimizes (``-M~`` of eq. 2), given as
+``dev_value_and_grad(params) -> (J, {name: dJ/dparam})`` so that it can be
+computed in chunks (``value_and_grad`` wraps a plain differentiable loss).
 
 The hypergradient is returned with respect to the loss coefficients
 ``Phi_t`` of every unrolled step, not the teacher's parameters: the caller
@@ -68,23 +70,30 @@ def reverse_step(step_loss, params, phi, batch, lr, d_next):
     return d_params, -lr * mixed
 
 
-def hypergradient(step_loss, dev_loss, params, phis, batches, lr):
+def value_and_grad(loss):
+    """``params -> (loss(params), {name: d loss / d param})`` for a loss differentiable in one graph."""
+
+    def value_and_grad_of(params):
+        with torch.enable_grad():
+            params = leaves(params)
+            value = loss(params)
+            grads = torch.autograd.grad(value, tuple(params.values()), materialize_grads=True)
+        return value.detach(), dict(zip(params, grads))
+
+    return value_and_grad_of
+
+
+def hypergradient(step_loss, dev_value_and_grad, params, phis, batches, lr):
     """RMD through ``U = len(batches)`` SGD steps from ``params``.
 
-    Returns ``(J(omega_U), [dJ/dPhi_t for t in 0..U-1])`` where
-    ``J = dev_loss``.  ``params`` are not modified.
+    Returns ``(J(omega_U), [dJ/dPhi_t for t in 0..U-1])``.  ``params`` are
+    not modified.
     """
     snapshots = unroll(step_loss, params, phis, batches, lr)
-    with torch.enable_grad():
-        final = leaves(snapshots[-1])
-        value = dev_loss(final)
-        # eq. (3): d omega_U
-        d_params = dict(
-            zip(final, torch.autograd.grad(value, tuple(final.values()), materialize_grads=True))
-        )
+    value, d_params = dev_value_and_grad(snapshots[-1])  # eq. (3): d omega_U
     d_phis = [None] * len(batches)
     for t in reversed(range(len(batches))):
         d_params, d_phis[t] = reverse_step(
             step_loss, snapshots[t], phis[t], batches[t], lr, d_params
         )
-    return value.detach(), d_phis
+    return value, d_phis

@@ -8,7 +8,6 @@ and the differentiable SGD steps of the unroll.
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from fairseq import utils
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -66,16 +65,3 @@ def make_step_loss(model, padding_idx):
         return loss / sample["ntokens"]
 
     return step_loss
-
-
-def make_dev_nll(model, sample, padding_idx):
-    """``dev_loss(params)``: per-token negative log-likelihood of a dev batch, dropout off."""
-
-    def dev_loss(params):
-        with evaluation(model):
-            lprobs = functional_log_probs(model, params, sample)
-        target = sample["target"].reshape(-1)
-        nll = F.nll_loss(lprobs.reshape(-1, lprobs.size(-1)), target, ignore_index=padding_idx, reduction="sum")
-        return nll / target.ne(padding_idx).sum()
-
-    return dev_loss

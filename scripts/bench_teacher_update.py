@@ -4,8 +4,11 @@
 
 Builds the student, criterion and fairseq Trainer exactly as ``fairseq-train``
 does (``transformer_l2t_toy`` by default), times ``trainer.train_step`` on training
-batches, then ``task.update_teacher`` (RMD through U unrolled steps replayed on
-the latest U batches), and prints medians and their ratio.
+batches, then ``task.teach``: everything the task does every K updates (greedy
+decoding of a training and a dev batch for the state, decoding the dev
+candidates, RMD through U unrolled steps replayed on the latest U batches, the
+teacher's Adam step), and prints medians and their ratio.  Run it under
+``python -m cProfile -s tottime`` to see where the time goes.
 """
 
 import argparse
@@ -54,7 +57,7 @@ def main():
     update_times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        task.update_teacher(trainer.model)
+        task.teach(sample, trainer.model, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)
     step, update = statistics.median(step_times), statistics.median(update_times)
     print(f"device: {'cuda' if torch.cuda.is_available() and not cfg.common.cpu else 'cpu'}, "

@@ -11,10 +11,12 @@ from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.models import lstm, transformer
 
 import l2t_fairseq  # noqa: F401 - registers the task and criterion
+from l2t_fairseq.expected_bleu import build_candidates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
 BIN = os.path.dirname(sys.executable)
+SHARED = os.path.join(REPO, "..", "shared", "data", "iwslt14")
 
 
 def make_dictionary(words=9):
@@ -63,6 +65,28 @@ def synthetic_batch(dictionary, sentences=3, seed=0, max_len=6):
         sources, [len(s) for s in sources], dictionary, targets, [len(t) for t in targets], dictionary
     )
     return dataset.collater([dataset[i] for i in range(sentences)])
+
+
+def dictionary_text(dictionary):
+    """``text(tokens)`` as the task builds it: the target string without padding or EOS."""
+    return lambda tokens: dictionary.string(tokens[tokens.ne(dictionary.pad())])
+
+
+def synthetic_candidates(dictionary, sample, per_sentence=4, seed=0):
+    """Fixed candidates for each sentence of ``sample``: its reference, a corrupted copy and random ones."""
+    generator = torch.Generator().manual_seed(seed)
+    hypotheses = []
+    for target in sample["target"]:
+        reference = target[target.ne(dictionary.pad())]
+        corrupted = reference.clone()
+        corrupted[0] = dictionary.nspecial  # first word replaced
+        nbest = [reference, corrupted]
+        while len(nbest) < per_sentence:
+            length = int(torch.randint(2, 7, (1,), generator=generator))
+            words = torch.randint(dictionary.nspecial, len(dictionary), (length,), generator=generator)
+            nbest.append(torch.cat([words, torch.tensor([dictionary.eos()])]))
+        hypotheses.append(nbest)
+    return build_candidates(sample, hypotheses, dictionary_text(dictionary), dictionary.pad(), dictionary.eos())
 
 
 @pytest.fixture
@@ -131,3 +155,47 @@ def teacher_state(checkpoint):
     from fairseq import checkpoint_utils
 
     return checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))["extra_state"]["L2TTranslationTask"]
+
+
+# -- the IWSLT'14 example on a tiny slice of ../shared/data/iwslt14 (made here, in tmp) --------
+
+def head(path, n, skip=0):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f][skip:skip + n]
+
+
+def write(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def script(name, *args, check=True):
+    """Runs a script of examples/iwslt14."""
+    command = [os.path.join(REPO, "examples", "iwslt14", name), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """The small CPU split (--shared) built from a slice of the shared corpus laid out like it.
+
+    The slice ends with 20 pairs from the shared corpus's second half, whose words are masked by
+    placeholder tokens (<S_k>, <T_k>): prepare.sh must drop them.
+    """
+    shared = tmp_path_factory.mktemp("shared_slice")
+    (shared / "tok").mkdir()
+    (shared / "bpe10k").mkdir()
+    for lang in ("de", "en"):
+        train = os.path.join(SHARED, "tok", f"train.{lang}")
+        write(shared / "tok" / f"train.{lang}", head(train, 600) + head(train, 20, skip=9480))
+        write(shared / "tok" / f"valid.{lang}", head(os.path.join(SHARED, "tok", f"valid.{lang}"), 80))
+    os.symlink(os.path.join(SHARED, "bpe10k", "code"), shared / "bpe10k" / "code")
+    out = tmp_path_factory.mktemp("small")
+    result = script("prepare.sh", "--shared", shared, "--out", out)
+    assert "dropped 20 of 620 training pairs with placeholder tokens" in result.stdout
+    for split, pairs in (("train", 600), ("valid", 40), ("test", 40)):
+        assert f"{split}: {pairs} pairs" in result.stdout
+    return out / "bin"

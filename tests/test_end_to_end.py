@@ -1,5 +1,6 @@
 """fairseq-train with the plugin, resume, reuse of a frozen teacher, fairseq-generate."""
 
+import json
 import re
 import shutil
 
@@ -7,6 +8,11 @@ import torch
 
 from conftest import PLUGIN, TEACHER_INTERVAL, TRAINED_UPDATES, l2t_train, run, teacher_state
 from l2t_fairseq.teacher import default_phi_init
+
+
+def teacher_log(save_dir):
+    with open(save_dir / "teacher.jsonl") as f:
+        return [json.loads(line) for line in f]
 
 
 def valid_values(log, key):
@@ -19,8 +25,14 @@ def test_training_improves_dev_loss_and_trains_the_teacher(trained):
     assert len(nll) >= 5
     assert nll[-1] < 0.5 * nll[0], nll
     teacher_updates = (TRAINED_UPDATES - 1) // TEACHER_INTERVAL
-    assert "teacher_dev_loss" in log and "teacher_hypergrad_norm" in log
     state = teacher_state(save_dir / "checkpoint_last.pt")
+    assert "teacher_dev_expected_bleu" in log and "teacher_hypergrad_norm" in log
+    records = teacher_log(save_dir)
+    assert [r["update"] for r in records] == [TEACHER_INTERVAL * (i + 1) for i in range(teacher_updates)]
+    for r in records:
+        assert 0 <= r["dev_expected_bleu"] <= 1 and r["hypergrad_norm"] > 0
+        assert all(0 <= s <= 1 for s in r["state"]) and len(r["phi"]) == state["teacher"]["W"].size(0)
+    assert records[-1]["dev_expected_bleu"] > records[0]["dev_expected_bleu"], "the student did not improve on dev"
     W = state["teacher"]["W"]
     assert not torch.allclose(W, torch.full_like(W, default_phi_init(W.size(0)))), "the teacher never moved"
     steps = {int(s["step"]) for s in state["teacher_optimizer"]["state"].values()}
@@ -39,6 +51,10 @@ def test_resume_restores_the_teacher_exactly(toy_data, trained, tmp_path):
         "--teacher-interval", TEACHER_INTERVAL, "--unroll-steps", "3",
     )
     assert f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in result.stdout
+    # without --eval-bleu the dev BLEU feature comes from greedy decoding of a dev batch every K updates
+    (refresh,) = teacher_log(tmp_path)
+    assert refresh["update"] == TRAINED_UPDATES and "dev_expected_bleu" not in refresh  # U batches not yet seen
+    assert refresh["state"][2] > 0.5 and refresh["state"][2] != before["student_state"][2].item()
     after = teacher_state(tmp_path / "checkpoint_last.pt")
     for name in ("W", "V"):
         assert torch.equal(before["teacher"][name], after["teacher"][name]), name
@@ -54,7 +70,7 @@ def test_frozen_teacher_teaches_a_new_student(toy_data, trained, tmp_path):
         "--teacher-path", save_dir / "checkpoint_last.pt", "--freeze-teacher",
     )
     assert "teacher loaded from" in result.stdout
-    assert "teacher_dev_loss" not in result.stdout
+    assert "teacher_dev_expected_bleu" not in result.stdout
     loaded = teacher_state(save_dir / "checkpoint_last.pt")["teacher"]
     used = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
     for name in ("W", "V"):

@@ -16,7 +16,10 @@ def assert_one_line_error(result, *expected):
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--unroll-steps", "0"), ("--teacher-interval", "0"), ("--teacher-keys", "0"), ("--unroll-lr", "-1")],
+    [
+        ("--unroll-steps", "0"), ("--teacher-interval", "0"), ("--teacher-keys", "0"), ("--unroll-lr", "-1"),
+        ("--teacher-candidates", "0"), ("--teacher-alpha", "0"),
+    ],
 )
 def test_bad_values(toy_data, tmp_path, flag, value):
     result = l2t_train(toy_data, tmp_path, "--max-update", "5", flag, value, check=False)

@@ -4,9 +4,10 @@ import fairseq.utils
 import pytest
 import torch
 
-from conftest import synthetic_batch, tiny_student
+from conftest import synthetic_batch, synthetic_candidates, tiny_student
+from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.hypergrad import hypergradient, leaves, sgd_step, unroll
-from l2t_fairseq.student import double_backward_safe, make_dev_nll, make_step_loss, trainable_params
+from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
 from l2t_fairseq.teacher import Teacher
 
 UNROLL_STEPS = 3
@@ -14,7 +15,9 @@ LR = 0.5
 
 
 def setting(kind, dictionary, dropout=0.1):
-    """A student, a teacher with word- and key-dependent coefficients, U batches and a dev batch.
+    """A student, a teacher with word- and key-dependent coefficients, U batches and a dev objective.
+
+    The dev objective is the task's own: minus the expected BLEU of fixed candidates.
 
     Dropout is on by default: the reverse loop must see the unroll's masks.
     """
@@ -27,35 +30,39 @@ def setting(kind, dictionary, dropout=0.1):
     batches = [(synthetic_batch(dictionary, seed=t), 100 + t) for t in range(UNROLL_STEPS)]
     pad = dictionary.pad()
     step_loss = make_step_loss(model, pad)
-    dev_loss = make_dev_nll(model, synthetic_batch(dictionary, sentences=4, seed=99), pad)
+    candidates = synthetic_candidates(dictionary, synthetic_batch(dictionary, sentences=4, seed=99))
+    dev_objective = DevExpectedBleu(model, candidates, alpha=1.0, pad=pad, max_tokens=12)  # several chunks
     params = {name: p.detach().clone() for name, p in trainable_params(model).items()}
-    return model, teacher, states, batches, step_loss, dev_loss, params
+    return model, teacher, states, batches, step_loss, dev_objective, params
 
 
-def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_loss, params):
+def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params):
+    """The task's path: RMD with the dev gradient computed chunk by chunk."""
     phis = [teacher(s) for s in states]
     with double_backward_safe("cpu"):
-        _, d_phis = hypergradient(step_loss, dev_loss, params, [p.detach() for p in phis], batches, LR)
+        _, d_phis = hypergradient(
+            step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, LR
+        )
     return torch.autograd.grad(phis, tuple(teacher.parameters()), d_phis)
 
 
-def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_loss, params, create_graph):
-    """J(theta) by running the U SGD steps forward, optionally keeping the whole graph."""
+def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, create_graph):
+    """J(theta) by running the U SGD steps forward, optionally keeping the whole graph (one graph, no chunks)."""
     current = leaves(params)
     for state, batch in zip(states, batches):
         phi = torch.func.functional_call(teacher, teacher_params, (state,))
         current = sgd_step(step_loss, current, phi, batch, LR, create_graph=create_graph)
-    return dev_loss(current)
+    return dev_objective.loss(current)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "lstm2", "transformer"])
 def test_rmd_equals_full_autograd_through_the_unroll(kind, dictionary):
-    model, teacher, states, batches, step_loss, dev_loss, params = setting(kind, dictionary)
-    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_loss, params)
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary)
+    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params)
 
     teacher_params = dict(teacher.named_parameters())
     with double_backward_safe("cpu"):
-        value = unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_loss, params, True)
+        value = unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, True)
         full = torch.autograd.grad(value, tuple(teacher_params.values()))
 
     for name, a, b in zip(teacher_params, rmd, full):
@@ -69,8 +76,8 @@ def test_rmd_matches_central_finite_differences(kind, dictionary, monkeypatch):
     # fp64 inputs; that rounding (~1e-9 of the loss) swamps a finite difference,
     # so keep it in fp64 here.  No dropout: its masks make J less smooth than eps.
     monkeypatch.setattr(fairseq.utils, "softmax", lambda x, dim, onnx_trace=False: torch.softmax(x, dim=dim))
-    model, teacher, states, batches, step_loss, dev_loss, params = setting(kind, dictionary, dropout=0.0)
-    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_loss, params)
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, dropout=0.0)
+    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params)
 
     names = [name for name, _ in teacher.named_parameters()]
     base = {name: p.detach() for name, p in teacher.named_parameters()}
@@ -82,7 +89,8 @@ def test_rmd_matches_central_finite_differences(kind, dictionary, monkeypatch):
         def J(sign):
             shifted = {name: base[name] + sign * eps * direction[name] for name in names}
             with torch.no_grad(), torch.enable_grad():
-                return unrolled_dev_loss(shifted, teacher, states, batches, step_loss, dev_loss, params, False).item()
+                value = unrolled_dev_loss(shifted, teacher, states, batches, step_loss, dev_objective, params, False)
+                return value.item()
 
         numeric = (J(+1) - J(-1)) / (2 * eps)
         analytic = sum((g * direction[name]).sum().item() for name, g in zip(names, rmd))
@@ -91,7 +99,7 @@ def test_rmd_matches_central_finite_differences(kind, dictionary, monkeypatch):
 
 
 def test_unroll_leaves_the_student_untouched(dictionary):
-    model, teacher, states, batches, step_loss, dev_loss, params = setting("transformer", dictionary)
+    model, teacher, states, batches, step_loss, dev_objective, params = setting("transformer", dictionary)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rng = torch.get_rng_state()
     snapshots = unroll(step_loss, params, [teacher(s) for s in states], batches, LR)

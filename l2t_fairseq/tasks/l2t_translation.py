@@ -5,38 +5,42 @@ Ordinary student steps are fairseq's own (its optimizer, its schedule).  Every
 and, unless the teacher is frozen, takes one teacher optimization step: RMD
 through ``--unroll-steps`` differentiable SGD steps replayed from the current
 student on the most recent training batches (paper eqs. 1, 3-5, Algorithm 1),
-with the dev loss measured on a batch of the valid subset.
+maximizing the smoothed expected BLEU (section 3.3) of a batch of the valid
+subset.  Each refresh is logged to ``SAVE_DIR/teacher.jsonl``.
 """
 
+import json
 import logging
 import os
-from argparse import Namespace
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from fairseq import checkpoint_utils, metrics, utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
-from sacrebleu.metrics import BLEU
 
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.hypergrad import hypergradient
-from l2t_fairseq.student import (
-    double_backward_safe,
-    evaluation,
-    make_dev_nll,
-    make_step_loss,
-    trainable_params,
+from l2t_fairseq.expected_bleu import (
+    CANDIDATE_SEARCHES,
+    DevExpectedBleu,
+    build_candidate_generator,
+    build_candidates,
+    corpus_bleu,
+    decode,
 )
+from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
 from l2t_fairseq.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 
 STATE_FEATURES = ("progress", "train_bleu", "dev_bleu")
+TEACHER_LOG = "teacher.jsonl"
 
 
 @dataclass
@@ -53,7 +57,17 @@ class L2TTranslationConfig(TranslationConfig):
     teacher_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the teacher"})
     teacher_keys: int = field(default=5, metadata={"help": "N: number of keys of the teacher's attention"})
     teacher_dev_max_tokens: int = field(
-        default=2048, metadata={"help": "max tokens of the dev batch whose loss the teacher minimizes"}
+        default=1024,
+        metadata={"help": "max tokens of the dev batch whose expected BLEU the teacher maximizes"},
+    )
+    teacher_candidates: int = field(
+        default=8, metadata={"help": "candidates decoded per dev sentence for expected BLEU (plus the greedy one)"}
+    )
+    teacher_candidate_search: ChoiceEnum(CANDIDATE_SEARCHES) = field(
+        default="sample", metadata={"help": "how the dev candidates are decoded: ancestral sampling or beam search"}
+    )
+    teacher_alpha: float = field(
+        default=1.0, metadata={"help": "sharpness of q(y*|x) ~ p(y*|x)^alpha over each sentence's candidates"}
     )
     teacher_path: Optional[str] = field(
         default=None, metadata={"help": "start from the teacher in this l2t_translation checkpoint"}
@@ -68,6 +82,8 @@ class L2TTranslationConfig(TranslationConfig):
     max_update: int = II("optimization.max_update")
     max_epoch: int = II("optimization.max_epoch")
     valid_subset: str = II("dataset.valid_subset")
+    max_tokens: Optional[int] = II("dataset.max_tokens")
+    save_dir: str = II("checkpoint.save_dir")
 
 
 def check_flags(cfg):
@@ -77,10 +93,15 @@ def check_flags(cfg):
         ("--unroll-steps", cfg.unroll_steps),
         ("--teacher-keys", cfg.teacher_keys),
         ("--teacher-dev-max-tokens", cfg.teacher_dev_max_tokens),
+        ("--teacher-candidates", cfg.teacher_candidates),
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
-    for flag, value in (("--unroll-lr", cfg.unroll_lr), ("--teacher-lr", cfg.teacher_lr)):
+    for flag, value in (
+        ("--unroll-lr", cfg.unroll_lr),
+        ("--teacher-lr", cfg.teacher_lr),
+        ("--teacher-alpha", cfg.teacher_alpha),
+    ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
 
@@ -129,7 +150,10 @@ class L2TTranslationTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        self.greedy_generator = self.build_generator([model], Namespace(beam=1))
+        self.greedy_generator = build_candidate_generator(self, model, "beam", 1)  # beam 1: greedy
+        self.candidate_generator = build_candidate_generator(
+            self, model, self.cfg.teacher_candidate_search, self.cfg.teacher_candidates
+        )
         return model
 
     def build_criterion(self, cfg):
@@ -175,11 +199,21 @@ class L2TTranslationTask(TranslationTask):
     def observe(self, sample, model, update_num):
         self.student_state[0] = self.progress(update_num)
         self.recent_batches.append((sample, self.student_state.clone(), self.cfg.seed + update_num))
-        if update_num == 0 or update_num % self.cfg.teacher_interval != 0:
-            return
-        self.student_state[1] = self.train_bleu(sample, model)
+        if update_num > 0 and update_num % self.cfg.teacher_interval == 0:
+            self.teach(sample, model, update_num)
+
+    def teach(self, sample, model, update_num):
+        """Every K updates: refresh the BLEU features of ``s_t``, update the teacher, log it."""
+        self.student_state[1] = self.greedy_bleu(sample, model)[0]
+        dev_sample = self.next_dev_batch(model)
+        greedy_bleu, greedy = self.greedy_bleu(dev_sample, model)
+        if not self.cfg.eval_bleu:  # else fairseq's validation sets it (post_validate)
+            self.student_state[2] = greedy_bleu
+        record = {"update": update_num, "state": self.student_state.tolist()}
         if not self.cfg.freeze_teacher and len(self.recent_batches) == self.cfg.unroll_steps:
-            self.update_teacher(model)
+            record.update(self.update_teacher(model, dev_sample, greedy, seed=self.cfg.seed + update_num))
+        record["phi"] = [round(c, 5) for c in self.phi().tolist()]
+        self.log_teacher(record)
 
     def progress(self, update_num):
         if self.cfg.max_update > 0:
@@ -190,40 +224,47 @@ class L2TTranslationTask(TranslationTask):
         super().begin_epoch(epoch, model)
         self.epoch = epoch
 
-    def train_bleu(self, sample, model):
-        """Greedy-decoding BLEU of the student on a training batch, in [0, 1].
+    def text(self, tokens):
+        """What BLEU sees: the target string without padding, de-BPE'd by ``--eval-bleu-remove-bpe``."""
+        tokens = utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu()
+        return self.tgt_dict.string(tokens, self.cfg.eval_bleu_remove_bpe)
 
-        Tokenized BLEU with effective n-gram order: fairseq batches sentences
-        of similar length, and a batch of short ones has no 4-grams at all.
-        """
-        with evaluation(model):
-            hypotheses = self.inference_step(self.greedy_generator, [model], sample)
-
-        def text(tokens):
-            tokens = utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu()
-            return self.tgt_dict.string(tokens, self.cfg.eval_bleu_remove_bpe)
-
-        bleu = BLEU(tokenize="none", effective_order=True).corpus_score(
-            [text(h[0]["tokens"]) for h in hypotheses], [[text(t) for t in sample["target"]]]
-        )
-        return bleu.score / 100
+    def greedy_bleu(self, sample, model):
+        """Greedy-decoding corpus BLEU of the student on a batch, in [0, 1], and the greedy outputs."""
+        greedy = decode(self, self.greedy_generator, model, sample)
+        bleu = corpus_bleu([self.text(h[0]) for h in greedy], [self.text(t) for t in sample["target"]])
+        return bleu, greedy
 
     def post_validate(self, model, stats, agg):
         """Dev BLEU from fairseq's own ``--eval-bleu`` validation."""
         if "bleu" in stats:
             self.student_state[2] = stats["bleu"] / 100
 
-    def update_teacher(self, model):
-        """One teacher optimization step (Algorithm 1's loop body, truncated to U steps)."""
+    def update_teacher(self, model, dev_sample, greedy, seed):
+        """One teacher optimization step (Algorithm 1's loop body, truncated to U steps).
+
+        The dev measure is the expected BLEU ``M~`` on candidates decoded from
+        the current student (plus its greedy output), held fixed through the
+        unroll; the teacher minimizes ``-M~(omega_U)``.
+        """
         samples, states, seeds = zip(*self.recent_batches)
         pad = self.tgt_dict.pad()
+        with utils.set_torch_seed(seed):  # sampling must not shift the student's own RNG stream
+            sampled = decode(self, self.candidate_generator, model, dev_sample)
+        candidates = build_candidates(
+            dev_sample, [s + g for s, g in zip(sampled, greedy)], self.text, pad, self.tgt_dict.eos()
+        )
+        # the candidates are scored in chunks of a training batch's size: memory of one ordinary step
+        dev_objective = DevExpectedBleu(
+            model, candidates, self.cfg.teacher_alpha, pad, self.cfg.max_tokens or self.cfg.teacher_dev_max_tokens
+        )
         params = {name: p.detach() for name, p in trainable_params(model).items()}
         with torch.enable_grad():
             phis = [self.teacher(state) for state in states]
         with double_backward_safe(self.device.type):
             dev_loss, d_phis = hypergradient(
                 make_step_loss(model, pad),
-                make_dev_nll(model, self.next_dev_batch(model), pad),
+                dev_objective.value_and_grad,
                 params,
                 phis,
                 list(zip(samples, seeds)),
@@ -233,8 +274,18 @@ class L2TTranslationTask(TranslationTask):
         torch.autograd.backward(phis, d_phis)  # eq. (5), chained through Phi_t = mu_theta(s_t)
         hypergrad_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in self.teacher.parameters()))
         self.teacher_optimizer.step()
-        metrics.log_scalar("teacher_dev_loss", dev_loss.item(), round=4)
+        expected = -dev_loss.item()
+        metrics.log_scalar("teacher_dev_expected_bleu", expected, round=4)
         metrics.log_scalar("teacher_hypergrad_norm", hypergrad_norm.item(), round=6)
+        return {"dev_expected_bleu": expected, "hypergrad_norm": hypergrad_norm.item()}
+
+    def log_teacher(self, record):
+        """Appends the state, the coefficients and the dev measure to ``SAVE_DIR/teacher.jsonl``."""
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return
+        os.makedirs(self.cfg.save_dir, exist_ok=True)
+        with open(os.path.join(self.cfg.save_dir, TEACHER_LOG), "a") as log:
+            log.write(json.dumps(record) + "\n")
 
     def next_dev_batch(self, model):
         subset = self.cfg.valid_subset.split(",")[0]
