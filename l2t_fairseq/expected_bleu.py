@@ -14,6 +14,7 @@ from argparse import Namespace
 from dataclasses import dataclass
 
 import torch
+from fairseq import utils
 from fairseq.data import data_utils
 from sacrebleu.metrics import BLEU
 
@@ -25,6 +26,11 @@ CANDIDATE_SEARCHES = ("sample", "beam")
 # tokenized BLEU (fairseq's text is already tokenized), smoothed, effective n-gram order
 _SENTENCE_BLEU = BLEU(tokenize="none", effective_order=True)
 _CORPUS_BLEU = BLEU(tokenize="none", effective_order=True)
+
+
+def bleu_text(dictionary, tokens, remove_bpe):
+    """What BLEU sees: the target string without padding or EOS, de-BPE'd (``--eval-bleu-remove-bpe``)."""
+    return dictionary.string(utils.strip_pad(tokens, dictionary.pad()).int().cpu(), remove_bpe)
 
 
 def sentence_bleu(hypothesis, reference):

@@ -18,6 +18,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.expected_bleu import (
     CANDIDATE_SEARCHES,
+    bleu_text,
     build_candidate_generator,
     build_candidates,
     decode,
@@ -56,8 +57,7 @@ class SequenceLevelCriterion(FairseqCriterion):
         self.remove_bpe = getattr(task.cfg, "eval_bleu_remove_bpe", None)
 
     def text(self, tokens):
-        tokens = utils.strip_pad(tokens, self.padding_idx).int().cpu()
-        return self.task.target_dictionary.string(tokens, self.remove_bpe)
+        return bleu_text(self.task.target_dictionary, tokens, self.remove_bpe)
 
     def candidates(self, model, sample):
         if self.generator is None:

@@ -29,6 +29,7 @@ from l2t_fairseq.hypergrad import hypergradient
 from l2t_fairseq.expected_bleu import (
     CANDIDATE_SEARCHES,
     DevExpectedBleu,
+    bleu_text,
     build_candidate_generator,
     build_candidates,
     corpus_bleu,
@@ -205,12 +206,14 @@ class L2TTranslationTask(TranslationTask):
     def teach(self, sample, model, update_num):
         """Every K updates: refresh the BLEU features of ``s_t``, update the teacher, log it."""
         self.student_state[1] = self.greedy_bleu(sample, model)[0]
-        dev_sample = self.next_dev_batch(model)
-        greedy_bleu, greedy = self.greedy_bleu(dev_sample, model)
-        if not self.cfg.eval_bleu:  # else fairseq's validation sets it (post_validate)
-            self.student_state[2] = greedy_bleu
+        update = not self.cfg.freeze_teacher and len(self.recent_batches) == self.cfg.unroll_steps
+        if update or not self.cfg.eval_bleu:  # with --eval-bleu, fairseq's validation sets dev BLEU
+            dev_sample = self.next_dev_batch(model)
+            greedy_bleu, greedy = self.greedy_bleu(dev_sample, model)
+            if not self.cfg.eval_bleu:
+                self.student_state[2] = greedy_bleu
         record = {"update": update_num, "state": self.student_state.tolist()}
-        if not self.cfg.freeze_teacher and len(self.recent_batches) == self.cfg.unroll_steps:
+        if update:
             record.update(self.update_teacher(model, dev_sample, greedy, seed=self.cfg.seed + update_num))
         record["phi"] = [round(c, 5) for c in self.phi().tolist()]
         self.log_teacher(record)
@@ -225,9 +228,7 @@ class L2TTranslationTask(TranslationTask):
         self.epoch = epoch
 
     def text(self, tokens):
-        """What BLEU sees: the target string without padding, de-BPE'd by ``--eval-bleu-remove-bpe``."""
-        tokens = utils.strip_pad(tokens, self.tgt_dict.pad()).int().cpu()
-        return self.tgt_dict.string(tokens, self.cfg.eval_bleu_remove_bpe)
+        return bleu_text(self.tgt_dict, tokens, self.cfg.eval_bleu_remove_bpe)
 
     def greedy_bleu(self, sample, model):
         """Greedy-decoding corpus BLEU of the student on a batch, in [0, 1], and the greedy outputs."""
