@@ -38,9 +38,30 @@ def sentence_bleu(hypothesis, reference):
     return _SENTENCE_BLEU.sentence_score(hypothesis, [reference]).score / 100
 
 
+def bleu_statistics(hypotheses, references):
+    """Corpus BLEU's sufficient statistics: n-gram matches and totals (n = 1..4), hypothesis and reference length.
+
+    A float tensor, so that the statistics of several data-parallel workers can be summed.
+    """
+    if not hypotheses:
+        return torch.zeros(10, dtype=torch.float64)
+    score = _CORPUS_BLEU.corpus_score(hypotheses, [references])
+    return torch.tensor([*score.counts, *score.totals, score.sys_len, score.ref_len], dtype=torch.float64)
+
+
+def bleu_from_statistics(statistics):
+    """Corpus BLEU in [0, 1] from (summed) :func:`bleu_statistics`; effective order, so a batch of short
+    sentences does not score 0."""
+    counts = [int(v) for v in statistics.tolist()]
+    return BLEU.compute_bleu(
+        counts[:4], counts[4:8], counts[8], counts[9], smooth_method=_CORPUS_BLEU.smooth_method,
+        effective_order=True,
+    ).score / 100
+
+
 def corpus_bleu(hypotheses, references):
-    """Corpus BLEU in [0, 1]; effective order, so a batch of short sentences does not score 0."""
-    return _CORPUS_BLEU.corpus_score(hypotheses, [references]).score / 100
+    """Corpus BLEU in [0, 1] of one worker's sentences."""
+    return bleu_from_statistics(bleu_statistics(hypotheses, references))
 
 
 def build_candidate_generator(task, model, search, count, max_len_a=1.2, max_len_b=10):
@@ -201,12 +222,20 @@ class DevExpectedBleu:
     def loss(self, params):
         return self.from_scores(self.scores(params))
 
+    @torch.no_grad()
+    def chunked_scores(self, params):
+        scores = torch.zeros_like(self.lengths, dtype=next(iter(params.values())).dtype)
+        for rows in self.chunks:
+            scores[rows] = self.scores(params, rows)
+        return scores
+
+    def value(self, params):
+        """``J(params)``, without a graph."""
+        return self.from_scores(self.chunked_scores(params))
+
     def value_and_grad(self, params):
         params = leaves(params)
-        with torch.no_grad():
-            scores = torch.zeros_like(self.lengths, dtype=next(iter(params.values())).dtype)
-            for rows in self.chunks:
-                scores[rows] = self.scores(params, rows)
+        scores = self.chunked_scores(params)
         with torch.enable_grad():
             scores.requires_grad_()
             value = self.from_scores(scores)

@@ -12,6 +12,7 @@ from fairseq import utils
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from l2t_fairseq.errors import UsageError
 from l2t_fairseq.loss import dynamic_loss, log_probs
 
 
@@ -45,12 +46,47 @@ def trainable_params(model):
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
+def split_like_optimizer(model, tensors):
+    """Per-parameter views, by name, of tensors in the trainer's optimizer order.
+
+    ``tensors`` is one tensor per trainable parameter of the model (then
+    possibly the criterion's), or a single flat buffer holding them all one
+    after the other, as fairseq's ``FP16Optimizer`` keeps its fp32 copies.
+    """
+    params = trainable_params(model)
+    if len(tensors) == 1 and len(params) > 1:
+        sizes = [p.numel() for p in params.values()]
+        tensors = tensors[0][: sum(sizes)].split(sizes)
+    return {name: t.view(p.shape) for (name, p), t in zip(params.items(), tensors)}
+
+
+def fp32_params(model, optimizer):
+    """The student's trainable weights in fp32, detached: ``omega_0`` of the unroll.
+
+    Under ``--fp16``/``--bf16`` the model holds half-precision weights and
+    fairseq's ``FP16Optimizer`` the fp32 master weights (``fp32_params``: one
+    flat buffer, or one tensor per parameter with ``--fp16-no-flatten-grads``,
+    in the order of the trainer's parameter list: the model's trainable
+    parameters, then the criterion's).  The unroll starts from a *copy* of
+    them: the optimizer updates that buffer in place.
+    """
+    master = getattr(optimizer, "fp32_params", None)
+    if master is None:
+        return {name: p.detach() for name, p in trainable_params(model).items()}
+    if isinstance(master, dict):  # flattened: {device: one flat buffer}
+        if len(master) != 1:
+            raise UsageError("--pipeline-model-parallel with --fp16/--bf16: the teacher needs the student on one device")
+        master = list(master.values())
+    return {name: t.detach().clone() for name, t in split_like_optimizer(model, master).items()}
+
+
 def functional_log_probs(model, params, sample):
     return log_probs(functional_call(model, params, kwargs=sample["net_input"]))
 
 
-def make_step_loss(model, padding_idx):
-    """``step_loss(params, phi, (sample, seed))``: the per-token L2T-DLF loss of eq. (1).
+def make_step_loss(model, padding_idx, coefficient_mean=None):
+    """``step_loss(params, phi, (sample, seed))``: the per-token L2T-DLF loss of eq. (1)
+    (``coefficient_mean``: see :func:`l2t_fairseq.loss.dynamic_loss`).
 
     Dropout masks come from ``seed``, so the reverse loop's recomputation of a
     step sees exactly the masks of the forward unroll; the global RNG is left
@@ -61,7 +97,7 @@ def make_step_loss(model, padding_idx):
         sample, seed = batch
         with utils.set_torch_seed(seed):
             lprobs = functional_log_probs(model, params, sample)
-        loss, _ = dynamic_loss(lprobs, sample["target"], phi, padding_idx)
+        loss, _ = dynamic_loss(lprobs, sample["target"], phi, padding_idx, coefficient_mean)
         return loss / sample["ntokens"]
 
     return step_loss

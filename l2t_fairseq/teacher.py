@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+PARAMETRIZATIONS = ("linear", "exp")
+
 
 class Teacher(nn.Module):
     """Attention over N keys: ``Phi_t = W softmax(V s_t)``.
@@ -16,23 +18,38 @@ class Teacher(nn.Module):
     :func:`default_phi_init`).  ``V`` starts random so that the keys receive
     different attention weights; with equal weights the columns of ``W`` would
     get identical hypergradients and never separate.
+
+    ``parametrization="exp"`` learns ``log W`` instead (parameter ``log_W``):
+    every coefficient stays positive (a negative one would train the student
+    to unlearn its word), and a teacher step changes ``W`` by a factor, so
+    the teacher's learning rate is relative to the coefficients' size.
     """
 
-    def __init__(self, vocab_size, num_keys=5, state_dim=3, phi_init=None, key_init_std=1.0):
+    def __init__(self, vocab_size, num_keys=5, state_dim=3, phi_init=None, key_init_std=1.0, parametrization="linear"):
         super().__init__()
         if phi_init is None:
             phi_init = default_phi_init(vocab_size)
-        self.W = nn.Parameter(torch.full((vocab_size, num_keys), float(phi_init)))
+        self.parametrization = parametrization
+        start = torch.full((vocab_size, num_keys), float(phi_init))
+        if parametrization == "exp":
+            self.log_W = nn.Parameter(start.log())
+        else:
+            self.W = nn.Parameter(start)
         self.V = nn.Parameter(torch.randn(num_keys, state_dim) * key_init_std)
 
     @property
+    def weights(self):
+        """``W``: ``|V| x N``."""
+        return self.log_W.exp() if self.parametrization == "exp" else self.W
+
+    @property
     def vocab_size(self):
-        return self.W.size(0)
+        return self.weights.size(0)
 
     def forward(self, state):
         """``state``: ``(state_dim,)`` in [0, 1]; returns ``Phi_t``: ``(|V|,)``."""
         attention = torch.softmax(self.V @ state.to(self.V.dtype), dim=-1)
-        return self.W @ attention
+        return self.weights @ attention
 
 
 def default_phi_init(vocab_size):

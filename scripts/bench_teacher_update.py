@@ -57,7 +57,7 @@ def main():
     update_times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        task.teach(sample, trainer.model, trainer.get_num_updates())
+        task.teach(sample, trainer.model, trainer.optimizer, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)
     step, update = statistics.median(step_times), statistics.median(update_times)
     print(f"device: {'cuda' if torch.cuda.is_available() and not cfg.common.cpu else 'cpu'}, "

@@ -1,78 +1,124 @@
-"""Cross-entropy, label smoothing, MRT, softmax-margin and L2T-DLF on the same student, data, budget and seeds.
+"""Losses side by side on the same student, data, batches, schedule and seeds, with significance tests.
 
-    .venv/bin/python scripts/benchmark.py                 # CPU preset: small IWSLT'14 split, tiny Transformer
-    .venv/bin/python scripts/benchmark.py --full          # the paper's setup on the full IWSLT'14 split, on a GPU
+    .venv/bin/python scripts/benchmark.py                              # Multi30k (CPU, hours: resumable)
+    .venv/bin/python scripts/benchmark.py --preset iwslt14-small       # the small IWSLT'14 split (CPU)
+    .venv/bin/python scripts/benchmark.py --preset full                # full IWSLT'14, the paper's setup (GPU)
 
-Every loss trains ``--max-update`` student updates per seed with the same
-architecture, optimizer, schedule and batches.  The sequence-level baselines
-follow Edunov et al. (2018): they fine-tune the cross-entropy run of the same
-seed from its checkpoint at ``--sequence-start`` (90%) of the budget, so their time
-is the cross-entropy part plus their own.  Each run decodes the test set with
-``fairseq-generate`` (beam 5, BPE removed; fairseq's tokenized BLEU4, as the
-paper reports).  Writes ``results.json``, ``results.md`` and three plots to
-``--out``: dev BLEU over updates, the teacher's coefficients over training,
-and the dev measure along the teacher's optimization.
+Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
+
+- ``cross_entropy``, ``label_smoothed`` (0.1), ``l2t_dlf`` (the online teacher);
+- ``l2t_dlf_frozen``: the paper's test phase.  The teacher of the finished
+  ``l2t_dlf`` run of the *next* seed (cyclically), frozen, teaches a fresh student;
+- ``cross_entropy_equal_time``: cross-entropy given as many updates as fit in
+  the ``l2t_dlf`` run's training time of the same seed (at the cross-entropy
+  run's speed): is the teacher better than spending its compute on more CE?
+- ``sequence_risk`` (MRT), ``softmax_margin``: fine-tunes of the cross-entropy
+  run from its checkpoint at ``--sequence-start`` of the budget (Edunov et al.
+  2018); their time is the prorated cross-entropy part plus their own.
+
+Every run validates with greedy dev BLEU and keeps the best checkpoint by it
+(selection on the validation set only); the test set is decoded once per
+finished run, from that checkpoint, with beam 5 and BPE removed.  Test BLEU is
+corpus BLEU on that tokenized text (fairseq's tokenized BLEU4, computed with
+sacrebleu, ``tokenize=none``).  Each row is compared with ``cross_entropy`` of
+the same seed by sacrebleu's paired bootstrap resampling (1,000 resamples).
+
+Resuming: each finished run leaves a record in ``OUT/records/`` (its figures,
+its test hypotheses and, for L2T runs, the teacher and ``teacher.jsonl``).
+Rerunning the same command skips the runs that have a record; a run that was
+cut off has none and is redone from scratch in ``--work``.  ``results.json``,
+``results.md`` and the plots are rewritten after every finished run.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import glob
 import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 
+import torch
+from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
+
+from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
 from plots import plot_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
+SHARED = os.path.join(REPO, "..", "shared", "data")
 
-LOSSES = {
-    "cross_entropy": ["--task", "translation", "--criterion", "cross_entropy"],
+CROSS_ENTROPY = ["--task", "translation", "--criterion", "cross_entropy"]
+L2T = ["--task", "l2t_translation", "--criterion", "l2t_dlf"]
+ROWS = {
+    "cross_entropy": CROSS_ENTROPY,
     "label_smoothed": [
         "--task", "translation", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"
     ],
+    "l2t_dlf": L2T,
+    "l2t_dlf_frozen": [*L2T, "--freeze-teacher"],
+    "cross_entropy_equal_time": CROSS_ENTROPY,
     "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
     "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
-    "l2t_dlf": ["--task", "l2t_translation", "--criterion", "l2t_dlf"],
 }
+BASELINE = "cross_entropy"
 SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin")
+TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen")
 
+TRANSFORMER_TOY = [
+    "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",
+    "--lr-scheduler", "inverse_sqrt", "--cpu",
+]
 PRESETS = {
-    "cpu": {
+    "multi30k": {
+        "data": "runs/multi30k/bin",
+        "prepare": [os.path.join(REPO, "examples", "multi30k", "prepare.sh"), "--out", "runs/multi30k"],
+        "max_update": 1200,
+        "validate_every": 200,
+        "jobs": 2,
+        "train": [*TRANSFORMER_TOY, "--warmup-updates", "200", "--max-tokens", "4096"],
+        "generate": ["--cpu", "--batch-size", "128"],
+    },
+    "iwslt14-small": {
         "data": "runs/iwslt14-small/bin",
-        "prepare": ["--shared", os.path.join(REPO, "..", "shared", "data", "iwslt14"), "--out", "runs/iwslt14-small"],
+        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--shared",
+                    os.path.join(SHARED, "iwslt14"), "--out", "runs/iwslt14-small"],
         "max_update": 300,
-        "train": [
-            "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",
-            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--max-tokens", "2048",
-            "--validate-interval-updates", "100", "--max-valid-steps", "4", "--cpu",
-        ],
+        "validate_every": 100,
+        "jobs": 2,
+        "train": [*TRANSFORMER_TOY, "--warmup-updates", "100", "--max-tokens", "2048", "--max-valid-steps", "4"],
         "generate": ["--cpu", "--batch-size", "128"],
     },
     "full": {
         "data": "data/iwslt14/bin",
-        "prepare": ["--out", "data/iwslt14"],
+        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--out", "data/iwslt14"],
         "max_update": 50000,
+        "validate_every": 2000,
+        "jobs": 1,
         "train": [
             "--arch", "transformer_iwslt_de_en", "--share-decoder-input-output-embed", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.98)", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
             "4000", "--dropout", "0.3", "--weight-decay", "0.0001", "--max-tokens", "4096",
-            "--validate-interval-updates", "2000",
         ],
         "generate": ["--batch-size", "128"],
     },
 }
-# dev BLEU at every validation: greedy decoding, BPE removed, tokenized (as the test BLEU)
+# dev BLEU at every validation: greedy decoding, BPE removed, tokenized (as the test BLEU); the best checkpoint by it
 EVAL_BLEU = [
     "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}', "--eval-tokenized-bleu",
-    "--eval-bleu-remove-bpe",
+    "--eval-bleu-remove-bpe", "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
+    "--validate-interval", "100000", "--save-interval", "100000",  # validate and save by updates, not epochs
 ]
+TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
+BOOTSTRAP_SAMPLES = 1000
 
 # a child that runs fairseq-train and reports its peak CUDA memory (0 on the CPU)
 TRAIN_CHILD = (
@@ -81,180 +127,373 @@ TRAIN_CHILD = (
 )
 
 
-def measured_run(command, log_path):
-    """Runs ``command``; returns (wall seconds, peak RSS in MiB, stdout).  Fails loudly with the log's tail."""
+def fail(message):
+    sys.exit(f"benchmark: error: {message}")
+
+
+def measured_run(command, log_path, threads):
+    """Runs ``command``; returns (wall seconds, peak RSS in MiB, output).  Fails loudly with the log's tail."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     output = open(log_path).read()
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"benchmark: error: {shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
+        raise RuntimeError(f"{shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
     return wall, usage.ru_maxrss / 1024, output
 
 
-def train(name, seed, args, preset, run_dir, finetune_from=None, updates=None):
-    """One fairseq-train run; returns its measurements and its dev BLEU curve."""
-    os.makedirs(run_dir, exist_ok=True)
-    updates = updates or args.max_update
-    command = [
-        sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *LOSSES[name], *preset["train"],
-        *EVAL_BLEU, "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir,
-        "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "10",
-    ]
-    if name == "cross_entropy":  # the sequence-level baselines start from this checkpoint
-        command += ["--save-interval-updates", str(args.sequence_start_update), "--keep-interval-updates", "1"]
-    if name == "l2t_dlf":
-        command += shlex.split(args.l2t_flags)
-    if finetune_from:
-        command += ["--finetune-from-model", finetune_from, "--lr-scheduler", "fixed", "--lr", str(args.finetune_lr)]
-    wall, rss, output = measured_run(command, os.path.join(run_dir, "train.log"))
-    train_seconds = float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1])
-    peak_cuda = int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20
-    curve = [
-        (int(m.group(2)), float(m.group(1)))
-        for m in re.finditer(r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)", output)
-    ]
-    return {"train_seconds": train_seconds, "updates": updates, "peak_rss_mib": rss, "peak_cuda_mib": peak_cuda,
-            "wall_seconds": wall}, curve
+class Benchmark:
+    """Runs each (row, seed) once, records it, and reports; ``scripts/search.py`` reuses it for dev-only runs."""
 
+    decode_test = True  # the search never looks at the test set
 
-def test_bleu(args, preset, run_dir):
-    command = [
-        os.path.join(BIN, "fairseq-generate"), args.data, "--user-dir", PLUGIN, "--path",
-        os.path.join(run_dir, "checkpoint_last.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
-        "--max-len-a", "1.2", "--max-len-b", "10",
-        *preset["generate"],
-    ]
-    _, _, output = measured_run(command, os.path.join(run_dir, "generate.log"))
-    return float(re.search(r"BLEU4 = ([0-9.]+)", output).group(1))
+    def __init__(self, args, preset):
+        self.args, self.preset = args, preset
+        self.records = os.path.join(args.out, "records")
+        self.threads = max(1, (os.cpu_count() or 1) // args.jobs)
 
+    def row_flags(self, row):
+        """The row's loss flags; the L2T rows get --l2t-flags too."""
+        flags = list(ROWS[row])
+        return flags + shlex.split(self.args.l2t_flags) if row in TEACHER_ROWS else flags
 
-def benchmark_seed(seed, args, preset):
-    """All losses for one seed: {loss: result}, {loss: dev curve}."""
-    results, curves = {}, {}
-    for name in args.losses:
-        run_dir = os.path.join(args.out, f"{name}-seed{seed}")
-        print(f"[{datetime.datetime.now():%H:%M:%S}] {name}, seed {seed}", flush=True)
-        if name in SEQUENCE_LEVEL:
-            ce = results["cross_entropy"]
-            ce_dir = os.path.join(args.out, f"cross_entropy-seed{seed}")
-            start = glob.glob(os.path.join(ce_dir, f"checkpoint_*_{args.sequence_start_update}.pt"))[0]
-            result, curve = train(name, seed, args, preset, run_dir, finetune_from=start,
-                                  updates=args.max_update - args.sequence_start_update)
-            # the budget is the whole run: the cross-entropy part, prorated from the cross-entropy run, plus this one
-            result["train_seconds"] += ce["train_seconds"] * args.sequence_start_update / ce["updates"]
-            result["updates"] = args.max_update
-            result["peak_rss_mib"] = max(result["peak_rss_mib"], ce["peak_rss_mib"])
-            result["peak_cuda_mib"] = max(result["peak_cuda_mib"], ce["peak_cuda_mib"])
-            curve = [point for point in curves["cross_entropy"] if point[0] <= args.sequence_start_update] + [
-                (u + args.sequence_start_update, b) for u, b in curve
+    def is_teacher_row(self, row):
+        return "l2t_translation" in self.row_flags(row)
+
+    def teacher_source(self, row, seed):
+        """The (row, seed) whose learned teacher this run starts from, or None."""
+        return ("l2t_dlf", self.teacher_seed(seed)) if row == "l2t_dlf_frozen" else None
+
+    # -- one run ------------------------------------------------------------------
+
+    def key(self, row, seed):
+        return f"{row}-seed{seed}"
+
+    def record_path(self, row, seed, suffix=".json"):
+        return os.path.join(self.records, self.key(row, seed) + suffix)
+
+    def load(self, row, seed):
+        path = self.record_path(row, seed)
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+        return None
+
+    def teacher_seed(self, seed):
+        """The seed whose online teacher the frozen row of ``seed`` uses: the next one, cyclically."""
+        seeds = self.args.seeds
+        return seeds[(seeds.index(seed) + 1) % len(seeds)]
+
+    def dependencies(self, row, seed):
+        if row in SEQUENCE_LEVEL:
+            return [(BASELINE, seed)]
+        if row == "cross_entropy_equal_time":
+            return [(BASELINE, seed), ("l2t_dlf", seed)]
+        source = self.teacher_source(row, seed)
+        return [source] if source else []
+
+    def run(self, row, seed, done):
+        """Trains, decodes the test set once, and writes the record.  Returns the record."""
+        args = self.args
+        run_dir = os.path.join(args.work, self.key(row, seed))
+        shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
+        os.makedirs(run_dir)
+        updates, extra = args.max_update, []
+        if row in SEQUENCE_LEVEL:
+            start = glob.glob(os.path.join(args.work, self.key(BASELINE, seed), f"checkpoint_*_{args.sequence_start_update}.pt"))
+            if not start:
+                raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {args.sequence_start_update} "
+                                   f"in {args.work} to fine-tune from (delete its record to redo it)")
+            updates = args.max_update - args.sequence_start_update
+            extra = ["--finetune-from-model", start[0], "--lr-scheduler", "fixed", "--lr", str(args.finetune_lr)]
+        elif row == "cross_entropy_equal_time":
+            ce, l2t = done[(BASELINE, seed)], done[("l2t_dlf", seed)]
+            updates = round(l2t["train_seconds"] / (ce["train_seconds"] / ce["updates"]))
+        if self.teacher_source(row, seed):
+            extra = ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
+        # save at every validation, so that checkpoint_best.pt is the best by dev BLEU; cross-entropy keeps its
+        # interval checkpoints: the sequence-level rows start from the one at the --sequence-start update
+        extra += ["--save-interval-updates", str(args.validate_every)]
+        if row != BASELINE:
+            extra += ["--keep-interval-updates", "1"]
+        command = [
+            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row), *self.preset["train"],
+            *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
+            "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
+            "--log-format", "simple", "--log-interval", "50", *extra,
+        ]
+        wall, rss, output = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
+        record = {
+            "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "peak_rss_mib": rss,
+            "train_seconds": float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1]),
+            "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
+            "dev_bleu_curve": [
+                (int(m.group(2)), float(m.group(1)))
+                for m in re.finditer(r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)", output)
+            ],
+            "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
+        }
+        if row in SEQUENCE_LEVEL:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
+            ce = done[(BASELINE, seed)]
+            record["train_seconds"] += ce["train_seconds"] * args.sequence_start_update / ce["updates"]
+            record["updates"] = args.max_update
+            record["peak_rss_mib"] = max(rss, ce["peak_rss_mib"])
+            record["peak_cuda_mib"] = max(record["peak_cuda_mib"], ce["peak_cuda_mib"])
+            record["dev_bleu_curve"] = [p for p in ce["dev_bleu_curve"] if p[0] <= args.sequence_start_update] + [
+                (u + args.sequence_start_update, b) for u, b in record["dev_bleu_curve"]
             ]
-        else:
-            result, curve = train(name, seed, args, preset, run_dir)
-        result["test_bleu"] = test_bleu(args, preset, run_dir)
-        result["seconds_per_update"] = result["train_seconds"] / result["updates"]
-        results[name], curves[name] = result, curve
-        print(f"    test BLEU {result['test_bleu']:.2f}, {result['seconds_per_update'] * 1000:.0f} ms/update, "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
-    return results, curves
+        record["best_dev_bleu"] = max((b for _, b in record["dev_bleu_curve"]), default=None)
+        record["seconds_per_update"] = record["train_seconds"] / record["updates"]
+        os.makedirs(self.records, exist_ok=True)
+        if self.decode_test:
+            hypotheses, references, record["fairseq_bleu4"] = self.decode_test_set(run_dir)
+            record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
+            write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
+            write_lines(os.path.join(self.records, "reference.txt"), references)
+        if self.is_teacher_row(row):
+            if os.path.isfile(os.path.join(run_dir, "teacher.jsonl")):  # absent if no refresh fell in the run
+                shutil.copy(os.path.join(run_dir, "teacher.jsonl"), self.record_path(row, seed, ".teacher.jsonl"))
+            if "--freeze-teacher" not in self.row_flags(row):  # a teacher that learned: kept for later runs
+                save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"))
+        temporary = self.record_path(row, seed, ".json.tmp")
+        with open(temporary, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(temporary, self.record_path(row, seed))  # the record exists only once the run is complete
+        return record
+
+    def decode_test_set(self, run_dir):
+        """Test hypotheses and references in corpus order (fairseq's tokenized text, BPE removed), and BLEU4."""
+        command = [
+            os.path.join(BIN, "fairseq-generate"), self.args.data, "--user-dir", PLUGIN, "--path",
+            os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
+            "--max-len-a", "1.2", "--max-len-b", "10", *self.preset["generate"],
+        ]
+        _, _, output = measured_run(command, os.path.join(run_dir, "generate.log"), self.threads)
+        by_id = {"H": {}, "T": {}}
+        for kind, index, text in re.findall(r"^([HT])-(\d+)\t(?:[-0-9.e]+\t)?(.*)$", output, re.M):
+            by_id[kind][int(index)] = text
+        count = max(by_id["T"]) + 1
+        hypotheses = [by_id["H"].get(i, "") for i in range(count)]
+        references = [by_id["T"].get(i, "") for i in range(count)]
+        return hypotheses, references, float(re.search(r"BLEU4 = ([0-9.]+)", output).group(1))
+
+    # -- all runs -------------------------------------------------------------------
+
+    def run_all(self):
+        """Every (row, seed) without a record, as soon as what it needs is done, ``--jobs`` at a time."""
+        wanted = [(row, seed) for seed in self.args.seeds for row in self.args.rows]
+        done = {key: record for key in wanted if (record := self.load(*key)) is not None}
+        for key in done:
+            print(f"  {self.key(*key)}: recorded, skipped", flush=True)
+        pending = [key for key in wanted if key not in done]
+        failures = []
+        with concurrent.futures.ThreadPoolExecutor(self.args.jobs) as pool:
+            running = {}
+            while pending or running:
+                for key in list(pending):
+                    if len(running) >= self.args.jobs or failures:
+                        break
+                    needs = self.dependencies(*key)
+                    if all(need in done for need in needs):
+                        print(f"[{datetime.datetime.now():%H:%M:%S}] start {self.key(*key)}", flush=True)
+                        running[pool.submit(self.run, *key, dict(done))] = key
+                        pending.remove(key)
+                if not running:
+                    missing = {need for key in pending for need in self.dependencies(*key) if need not in done}
+                    fail(f"cannot run {[self.key(*k) for k in pending]}: they need "
+                         f"{sorted(self.key(*k) for k in missing)} (add those rows)")
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    try:
+                        done[key] = future.result()
+                    except RuntimeError as e:
+                        failures.append(str(e))
+                        continue
+                    r = done[key]
+                    test = f"test BLEU {r['test_bleu']:.2f}, " if "test_bleu" in r else ""
+                    print(f"[{datetime.datetime.now():%H:%M:%S}] done {self.key(*key)}: {test}"
+                          f"best dev BLEU {r['best_dev_bleu']}, {r['train_seconds']:.0f} s", flush=True)
+                    self.report(done)
+        if failures:
+            fail("\n".join(failures))
+        return done
+
+    def report(self, done):
+        runs = {}
+        for (row, seed), record in done.items():
+            runs.setdefault(str(seed), {})[row] = record
+        rows = [row for row in self.args.rows if any(row in by_row for by_row in runs.values())]
+        summary = summarize(runs, rows, self.records)
+        meta = {
+            "date": f"{datetime.date.today()}", "command": shlex.join(["scripts/benchmark.py", *self.args.argv]),
+            "preset": self.args.preset, "data": self.args.data, "seeds": self.args.seeds,
+            "max_update": self.args.max_update, "validate_every": self.args.validate_every,
+            "sequence_start_update": self.args.sequence_start_update,
+            "finetune_lr": self.args.finetune_lr, "l2t_flags": self.args.l2t_flags, "jobs": self.args.jobs,
+            "machine": f"{os.cpu_count()} CPU cores, {self.threads} thread(s) per run, {self.args.jobs} run(s) at a time"
+                       + (", CUDA" if torch.cuda.is_available() else ", CPU only"),
+            "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds),
+        }
+        with open(os.path.join(self.args.out, "results.json"), "w") as f:
+            json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
+        table = markdown(summary, meta)
+        with open(os.path.join(self.args.out, "results.md"), "w") as f:
+            f.write(table)
+        plot_all(self.args.out, self.args.data)
+        return table
 
 
-def summarize(runs, losses):
-    """Mean and std over seeds, and ratios to cross-entropy measured in the same run."""
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def save_teacher(checkpoint, path):
+    """Only the teacher of an l2t_translation checkpoint, in the layout ``--teacher-path`` reads (kilobytes)."""
+    state = torch.load(checkpoint, map_location="cpu")
+    task = state["extra_state"]["L2TTranslationTask"]
+    torch.save({"extra_state": {"L2TTranslationTask": {"teacher": task["teacher"]}}}, path)
+
+
+def paired_bootstrap(records, baseline, row, seed):
+    """sacrebleu's paired bootstrap p-value of ``row`` against ``baseline`` on the same seed's test set."""
+    references = read_lines(os.path.join(records, "reference.txt"))
+    systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}.hyp"))) for name in (baseline, row)]
+    _, scores = PairedTest(systems, {"BLEU": TEST_BLEU}, [references], test_type="bs", n_samples=BOOTSTRAP_SAMPLES)()
+    return scores["BLEU"][1].p_value
+
+
+def summarize(runs, rows, records):
+    """Per row: mean and std over seeds, paired-bootstrap p-values against CE, and cost ratios to CE."""
     summary = {}
-    for name in losses:
-        rows = [run[name] for run in runs]
-
-        def stats(key):
-            values = [row[key] for row in rows]
-            return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-        summary[name] = {key: stats(key) for key in rows[0]}
-    if "cross_entropy" in summary:
-        base = summary["cross_entropy"]
-        for name in losses:
-            for key in ("seconds_per_update", "train_seconds", "peak_rss_mib", "peak_cuda_mib"):
-                summary[name][f"{key}_ratio"] = summary[name][key][0] / base[key][0] if base[key][0] else None
+    for row in rows:
+        seeds = [seed for seed, by_row in runs.items() if row in by_row]
+        values = {key: [runs[s][row][key] for s in seeds] for key in
+                  ("test_bleu", "best_dev_bleu", "train_seconds", "seconds_per_update", "peak_rss_mib", "updates")}
+        summary[row] = {
+            key: [statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0] for key, v in values.items()
+            if all(x is not None for x in v)
+        }
+        summary[row]["seeds"] = [int(s) for s in seeds]
+    if BASELINE not in summary:
+        return summary
+    base = summary[BASELINE]
+    for row in rows:
+        s = summary[row]
+        for key in ("train_seconds", "seconds_per_update", "peak_rss_mib"):
+            s[f"{key}_ratio"] = s[key][0] / base[key][0]
+        if row == BASELINE:
+            continue
+        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
+        s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
+        s["paired_seeds"] = paired
+        s["fraction_p_below_0.05"] = sum(p < 0.05 for p in s["paired_bootstrap_p"]) / len(paired) if paired else None
+        s["gap_to_ce"] = s["test_bleu"][0] - base["test_bleu"][0]
+        s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if base["test_bleu"][1] > 0 else None
     return summary
 
 
 def markdown(summary, meta):
     lines = [
         f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`; data: `{meta['data']}`; "
-        f"seeds {meta['seeds']}; {meta['max_update']} updates per run.",
+        f"seeds {meta['seeds']}; {meta['max_update']} updates per run; {meta['finished_runs']} of "
+        f"{meta['planned_runs']} runs finished.",
         "",
-        "| loss | test BLEU (mean ± std) | s/update | x CE | total train s | x CE | peak RSS MiB | x CE "
-        "| peak CUDA MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
+        "| p < 0.05 | best dev BLEU | updates | train s | x CE | peak RSS MiB | x CE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, s in summary.items():
-        def ratio(key):
-            value = s.get(f"{key}_ratio")
-            return f"{value:.2f}" if value is not None else "n/a"
 
+    def number(value, digits=2):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    for row, s in summary.items():
+        p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
+        fraction = s.get("fraction_p_below_0.05")
         lines.append(
-            f"| {name} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} | {s['seconds_per_update'][0]:.3f} | "
-            f"{ratio('seconds_per_update')} | {s['train_seconds'][0]:.0f} | {ratio('train_seconds')} | "
-            f"{s['peak_rss_mib'][0]:.0f} | {ratio('peak_rss_mib')} | {s['peak_cuda_mib'][0]:.0f} |"
+            f"| {row} | {len(s['seeds'])} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} "
+            f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
+            f"| {'-' if fraction is None else f'{fraction:.0%}'} "
+            f"| {number(s.get('best_dev_bleu', [None])[0])} | {s['updates'][0]:.0f} | {s['train_seconds'][0]:.0f} "
+            f"| {number(s.get('train_seconds_ratio'))} | {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
-    lines.append("| actor-critic | not built | | | | | | | |")
+    lines.append("| actor-critic | not built | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def add_run_arguments(parser, out_help, work_default, default_seeds):
+    """The options the benchmark and the search share."""
+    parser.add_argument("--preset", choices=list(PRESETS), default="multi30k")
+    parser.add_argument("--data", help="binarized data (default: the preset's, prepared if missing)")
+    parser.add_argument("--out", help=out_help)
+    parser.add_argument("--work", help=f"training folders (default: {work_default})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=default_seeds)
+    parser.add_argument("--max-update", type=int, help="student updates per run (default: the preset's)")
+    parser.add_argument("--validate-every", type=int, help="updates between validations (dev BLEU, checkpoint "
+                        "selection; default: the preset's)")
+    parser.add_argument("--jobs", type=int, help="runs at a time, sharing the CPU cores (default: the preset's)")
+    parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
+                        "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
+
+
+def prepared_data(args, preset, parser):
+    """``--data``, or the preset's data, prepared on first use."""
+    if args.data is None:
+        if not os.path.isfile(os.path.join(REPO, preset["data"], "dict.en.txt")):
+            subprocess.run(preset["prepare"], check=True, cwd=REPO)
+        return preset["data"]
+    if not os.path.isfile(os.path.join(args.data, "dict.en.txt")):
+        parser.error(f"--data {args.data}: no dict.en.txt (not a fairseq-preprocess folder)")
+    return args.data
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="the paper's setup on the full IWSLT'14 split (GPU)")
-    parser.add_argument("--data", help="binarized data (default: the preset's, built with prepare.sh if missing)")
-    parser.add_argument("--out", default="runs/benchmark")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
-    parser.add_argument("--max-update", type=int, help="student updates per run (default: the preset's)")
-    parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
-                        "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
+    add_run_arguments(parser, "tables, plots and run records (default: docs/benchmark/PRESET)",
+                      "runs/benchmark/PRESET", default_seeds=[1, 2, 3])
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--sequence-start", type=float, default=0.9,
-                        help="fraction of the budget trained with cross-entropy before MRT/softmax-margin fine-tuning")
+                        help="fraction of the budget trained with cross-entropy before MRT/softmax-margin fine-tuning "
+                        "(rounded down to a validation)")
     parser.add_argument("--finetune-lr", type=float, help="fixed lr of the sequence-level fine-tuning "
                         "(default: a tenth of the preset's peak lr)")
     args = parser.parse_args(argv)
-    preset = PRESETS["full" if args.full else "cpu"]
+    args.argv = sys.argv[1:] if argv is None else argv
+    preset = PRESETS[args.preset]
     args.max_update = args.max_update or preset["max_update"]
-    args.sequence_start_update = max(1, int(args.sequence_start * args.max_update))
+    args.jobs = args.jobs or preset["jobs"]
+    args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
+    # the fine-tunes start from a saved checkpoint, and checkpoints are saved at validations
+    args.sequence_start_update = max(
+        args.validate_every, int(args.sequence_start * args.max_update) // args.validate_every * args.validate_every
+    )
     args.finetune_lr = args.finetune_lr or float(preset["train"][preset["train"].index("--lr") + 1]) / 10
-    if any(name in SEQUENCE_LEVEL for name in args.losses) and "cross_entropy" not in args.losses:
-        parser.error("--losses: sequence_risk and softmax_margin fine-tune the cross_entropy run; include it")
-    args.losses = [name for name in LOSSES if name in args.losses]  # cross_entropy first
-    if args.data is None:
-        args.data = preset["data"]
-        if not os.path.isdir(os.path.join(REPO, args.data)):
-            prepare = os.path.join(REPO, "examples", "iwslt14", "prepare.sh")
-            subprocess.run([prepare, *preset["prepare"]], check=True, cwd=REPO)
-    elif not os.path.isfile(os.path.join(args.data, "dict.en.txt")):
-        parser.error(f"--data {args.data}: no dict.en.txt (not a fairseq-preprocess folder)")
+    args.out = args.out or os.path.join("docs", "benchmark", args.preset)
+    args.work = args.work or os.path.join("runs", "benchmark", args.preset)
+    args.rows = [row for row in ROWS if row in args.rows]  # cross_entropy first: the baseline
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.validate_every < 1:
+        parser.error(f"--validate-every must be at least 1, got {args.validate_every}")
+    if any(row in SEQUENCE_LEVEL for row in args.rows) and args.sequence_start_update >= args.max_update:
+        parser.error(f"--sequence-start: the fine-tunes would start at update {args.sequence_start_update} of "
+                     f"{args.max_update}; validate more often (--validate-every)")
+    args.data = prepared_data(args, preset, parser)
     os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.work, exist_ok=True)
 
-    runs, curves = [], []
-    for seed in args.seeds:
-        result, curve = benchmark_seed(seed, args, preset)
-        runs.append(result)
-        curves.append(curve)
-    summary = summarize(runs, args.losses)
-    meta = {
-        "date": f"{datetime.date.today()}", "command": shlex.join(["scripts/benchmark.py", *(argv or sys.argv[1:])]),
-        "data": args.data, "seeds": args.seeds, "max_update": args.max_update,
-        "sequence_start_update": args.sequence_start_update, "finetune_lr": args.finetune_lr,
-        "l2t_flags": args.l2t_flags,
-        "machine": f"{os.cpu_count()} CPU cores" + (", GPU" if args.full else ", CPU only"),
-    }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "summary": summary, "runs": dict(zip(map(str, args.seeds), runs)),
-                   "dev_bleu_curves": dict(zip(map(str, args.seeds), curves))}, f, indent=1)
-    table = markdown(summary, meta)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(table)
-    print(table)
-    plot_all(args.out, args.data)
+    benchmark = Benchmark(args, preset)
+    done = benchmark.run_all()
+    print(benchmark.report(done))
     return 0
 
 

@@ -1,11 +1,16 @@
-"""The benchmark's plots, from its results.json and the L2T runs' teacher.jsonl.
+"""The benchmark's plots, from its results.json and the L2T runs' teacher.jsonl (in OUT/records/).
 
-    .venv/bin/python scripts/plots.py OUT DATA_BIN [--words WORD ...]
+    .venv/bin/python scripts/plots.py OUT DATA_BIN
 
-- ``dev_bleu.png``: dev BLEU (greedy, from fairseq's --eval-bleu validation) over updates, every loss, every seed;
+- ``dev_bleu.png``: dev BLEU (greedy, from fairseq's --eval-bleu validation) over updates, every row, every seed;
 - ``phi.png``: the teacher's coefficient Phi_t[w] over training for the most frequent target words and for
-  selected ones (the paper's Figure 4 analogue);
-- ``teacher_dev_measure.png``: the expected-BLEU dev measure M~ after each teacher update (Figure 3 analogue).
+  words of frequency rank 100, 1,000 and 5,000 (the paper's Figure 4 analogue);
+- ``phi_frequency.png``: Phi of every target word against its training frequency at the first, middle and last
+  refresh: which words did the teacher favour?
+- ``teacher_steps.png``: the expected-BLEU dev measure M~ at each teacher step (Figure 3 analogue) and the step's
+  lookahead gain (M~ after the step minus before, same batches and candidates: positive = the step improved what
+  it optimizes);
+- ``phi_spread.png``: relative spread (std / mean) of Phi over the target words, overall and by frequency band.
 """
 
 import argparse
@@ -15,95 +20,146 @@ import os
 import re
 
 import matplotlib
+import torch
+from fairseq.data import Dictionary, data_utils
+
+from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FREQUENT = 5
-NSPECIAL = 4  # fairseq's <s>, <pad>, </s>, <unk> come first in the dictionary
+FOLLOWED_RANKS = (100, 1000, 5000)
 
 
-def target_words(data):
-    """The target dictionary's words in index order (fairseq sorts them by training frequency)."""
-    with open(os.path.join(data, "dict.en.txt"), encoding="utf-8") as f:
-        return ["<s>", "<pad>", "</s>", "<unk>"] + [line.rsplit(" ", 1)[0] for line in f]
+def training_targets(data):
+    """The target dictionary and each word's frequency in the binarized training targets."""
+    (index,) = glob.glob(os.path.join(data, "train.*-*.*.idx"))[:1] or [None]
+    if index is None:
+        raise SystemExit(f"plots: error: {data}: no binarized training data (train.SRC-TGT.TGT.idx)")
+    pair, lang = re.search(r"train\.([^.]+)\.([^.]+)\.idx$", index).groups()
+    target = pair.split("-")[1]
+    dictionary = Dictionary.load(os.path.join(data, f"dict.{target}.txt"))
+    dataset = data_utils.load_indexed_dataset(os.path.join(data, f"train.{pair}.{target}"), dictionary)
+    return dictionary, target_frequency(dataset, len(dictionary))
 
 
-def teacher_logs(out):
+def teacher_logs(out, row="l2t_dlf"):
     logs = {}
-    for path in sorted(glob.glob(os.path.join(out, "l2t_dlf-seed*", "teacher.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(out, "records", f"{row}-seed*.teacher.jsonl"))):
         seed = re.search(r"seed(\d+)", path).group(1)
         with open(path) as f:
             logs[seed] = [json.loads(line) for line in f]
     return logs
 
 
-def plot_dev_bleu(out, curves):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = {}
-    for seed, by_loss in curves.items():
-        for loss, curve in by_loss.items():
-            if not curve:
-                continue
-            updates, bleu = zip(*curve)
-            line = ax.plot(updates, bleu, color=colors.get(loss), alpha=0.8, label=None if loss in colors else loss)
-            colors.setdefault(loss, line[0].get_color())
-    ax.set_xlabel("student updates")
-    ax.set_ylabel("dev BLEU (greedy)")
-    ax.legend()
-    ax.set_title("Dev BLEU over training (one line per seed)")
+def save(fig, out, name):
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "dev_bleu.png"), dpi=120)
+    fig.savefig(os.path.join(out, name), dpi=120)
     plt.close(fig)
 
 
-def plot_phi(out, words, logs, selected):
+def plot_dev_bleu(out, runs):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {}
+    for by_row in runs.values():
+        for row, record in by_row.items():
+            if not record["dev_bleu_curve"]:
+                continue
+            updates, bleu = zip(*record["dev_bleu_curve"])
+            line = ax.plot(updates, bleu, color=colors.get(row), alpha=0.8, label=None if row in colors else row)
+            colors.setdefault(row, line[0].get_color())
+    ax.set_xlabel("student updates")
+    ax.set_ylabel("dev BLEU (greedy)")
+    ax.legend(fontsize=8)
+    ax.set_title("Dev BLEU over training (one line per seed)")
+    save(fig, out, "dev_bleu.png")
+
+
+def plot_phi(out, dictionary, ranked, logs):
     seed, records = next(iter(logs.items()))
-    indices = list(range(NSPECIAL, NSPECIAL + FREQUENT))
-    indices += [words.index(w) for w in selected if w in words and words.index(w) not in indices]
+    followed = ranked[:FREQUENT].tolist() + [ranked[r - 1].item() for r in FOLLOWED_RANKS if r <= len(ranked)]
     updates = [r["update"] for r in records]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i in indices:
-        ax.plot(updates, [r["phi"][i] for r in records], marker=".", label=f"{words[i]!r} (rank {i - NSPECIAL + 1})")
+    rank = {word: i + 1 for i, word in enumerate(ranked.tolist())}
+    for i in followed:
+        ax.plot(updates, [r["phi"][i] for r in records], marker=".", label=f"{dictionary[i]!r} (rank {rank[i]})")
     ax.set_xlabel("student updates")
     ax.set_ylabel("Phi_t[w]")
     ax.set_title(f"Teacher's coefficients over training (seed {seed})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "phi.png"), dpi=120)
-    plt.close(fig)
+    save(fig, out, "phi.png")
 
 
-def plot_teacher_measure(out, logs):
+def plot_phi_frequency(out, frequency, ranked, logs):
+    seed, records = next(iter(logs.items()))
+    picks = [records[0], records[len(records) // 2], records[-1]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    counts = frequency[ranked].double().log10()
+    for record, color in zip(picks, ("tab:blue", "tab:orange", "tab:green")):
+        phi = torch.tensor(record["phi"])[ranked]
+        ax.scatter(counts, phi, s=4, alpha=0.5, color=color, label=f"update {record['update']}")
+    ax.set_xlabel("log10 frequency of the target word in the training data")
+    ax.set_ylabel("Phi[w]")
+    ax.set_title(f"What the teacher favours (seed {seed})")
+    ax.legend(markerscale=3)
+    save(fig, out, "phi_frequency.png")
+
+
+def plot_teacher_steps(out, logs):
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
     for seed, records in logs.items():
         steps = [r for r in records if "dev_expected_bleu" in r]
-        ax.plot(range(1, len(steps) + 1), [r["dev_expected_bleu"] for r in steps], marker="o", label=f"seed {seed}")
-    ax.set_xlabel("teacher update")
-    ax.set_ylabel("expected BLEU M~ on the dev batch, after the unroll")
-    ax.set_title("Dev measure along the teacher's optimization")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "teacher_dev_measure.png"), dpi=120)
-    plt.close(fig)
+        top.plot([r["update"] for r in steps], [r["dev_expected_bleu"] for r in steps], marker="o", label=f"seed {seed}")
+        gains = [r for r in steps if "lookahead_gain" in r]
+        bottom.plot([r["update"] for r in gains], [r["lookahead_gain"] for r in gains], marker="o", label=f"seed {seed}")
+    top.set_ylabel("M~ on the dev batch (before the step)")
+    top.set_title("The teacher's objective and what each step gained on it")
+    bottom.axhline(0, color="gray", linewidth=0.8)
+    bottom.set_ylabel("lookahead gain of the step")
+    bottom.set_xlabel("student updates")
+    top.legend(fontsize=8)
+    save(fig, out, "teacher_steps.png")
 
 
-def plot_all(out, data, selected=None):
+def plot_phi_spread(out, ranked, logs):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for seed, records in logs.items():
+        updates = [r["update"] for r in records]
+        spread = []
+        for r in records:
+            phi = torch.tensor(r["phi"], dtype=torch.float64)[ranked]
+            spread.append((phi.std() / phi.mean()).item())
+        line = ax.plot(updates, spread, marker=".", label=f"all target words, seed {seed}")
+        for (first, last), style in zip(BANDS, (":", "--", "-.")):
+            name = band_name(first, last)
+            values = [r["phi_bands"][name]["std"] / r["phi_bands"][name]["mean"] if name in r.get("phi_bands", {})
+                      else None for r in records]
+            if any(v is not None for v in values):
+                ax.plot(updates, values, style, color=line[0].get_color(), alpha=0.7, label=f"ranks {name}, seed {seed}")
+    ax.set_xlabel("student updates")
+    ax.set_ylabel("std / mean of Phi")
+    ax.set_title("How much the teacher tells words apart")
+    ax.legend(fontsize=7)
+    save(fig, out, "phi_spread.png")
+
+
+def plot_all(out, data):
     with open(os.path.join(out, "results.json")) as f:
-        curves = json.load(f)["dev_bleu_curves"]
-    plot_dev_bleu(out, curves)
+        plot_dev_bleu(out, json.load(f)["runs"])
     logs = teacher_logs(out)
     if logs:
-        words = target_words(data)
-        selected = selected or [words[NSPECIAL + rank] for rank in (100, 1000, 5000) if NSPECIAL + rank < len(words)]
-        plot_phi(out, words, logs, selected)
-        plot_teacher_measure(out, logs)
+        dictionary, frequency = training_targets(data)
+        ranked = frequency_ranks(frequency)
+        plot_phi(out, dictionary, ranked, logs)
+        plot_phi_frequency(out, frequency, ranked, logs)
+        plot_teacher_steps(out, logs)
+        plot_phi_spread(out, ranked, logs)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("data")
-    parser.add_argument("--words", nargs="+", help="target words to follow besides the most frequent")
     args = parser.parse_args()
-    plot_all(args.out, args.data, args.words)
+    plot_all(args.out, args.data)

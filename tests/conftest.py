@@ -169,9 +169,9 @@ def write(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-def script(name, *args, check=True):
-    """Runs a script of examples/iwslt14."""
-    command = [os.path.join(REPO, "examples", "iwslt14", name), *map(str, args)]
+def script(name, *args, check=True, example="iwslt14"):
+    """Runs a script of examples/EXAMPLE."""
+    command = [os.path.join(REPO, "examples", example, name), *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if check and result.returncode != 0:
         raise AssertionError(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

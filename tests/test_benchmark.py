@@ -1,34 +1,61 @@
-"""scripts/benchmark.py end to end on the tiny IWSLT'14 slice: every output it promises, from real runs."""
+"""scripts/benchmark.py end to end on the tiny IWSLT'14 slice: every row, the significance tests, resuming."""
 
 import json
 
 from conftest import run
 
+ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
 
-def test_benchmark_writes_its_table_json_and_plots(small_data, tmp_path):
-    out = tmp_path / "benchmark"
-    result = run(
-        "python", "scripts/benchmark.py", "--data", small_data, "--out", out, "--seeds", "1", "2",
-        "--max-update", "6", "--losses", "l2t_dlf", "sequence_risk", "cross_entropy",
-        "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
+
+def benchmark(data, out, work, *rows):
+    return run(
+        "python", "scripts/benchmark.py", "--preset", "iwslt14-small", "--data", data, "--out", out, "--work", work,
+        "--seeds", "1", "2", "--max-update", "6", "--validate-every", "3", "--jobs", "2",
+        "--l2t-flags=--teacher-interval 2 --unroll-steps 1", "--rows", *rows,
     )
-    with open(out / "results.json") as f:
-        results = json.load(f)
-    summary = results["summary"]
-    assert list(summary) == ["cross_entropy", "sequence_risk", "l2t_dlf"]  # cross-entropy first: the baseline
-    for name, row in summary.items():
-        mean, std = row["test_bleu"]
-        assert 0 <= mean <= 100 and std >= 0
-        assert row["seconds_per_update"][0] > 0 and row["peak_rss_mib"][0] > 0
-        assert row["seconds_per_update_ratio"] > 0
-    assert summary["cross_entropy"]["train_seconds_ratio"] == 1.0
+
+
+def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    first = benchmark(small_data, out, work, *ROWS)
+    results = json.loads((out / "results.json").read_text())
+    summary, runs = results["summary"], results["runs"]
+    assert list(summary) == ROWS  # cross-entropy first: the baseline
+    assert results["meta"]["finished_runs"] == results["meta"]["planned_runs"] == 10
+    for row, s in summary.items():
+        mean, std = s["test_bleu"]
+        assert 0 <= mean <= 100 and std >= 0 and s["seeds"] == [1, 2]
+        assert s["train_seconds_ratio"] > 0 and s["peak_rss_mib_ratio"] > 0
+        if row == "cross_entropy":
+            assert "paired_bootstrap_p" not in s and s["train_seconds_ratio"] == 1.0
+        else:  # sacrebleu's paired bootstrap against cross-entropy, one p-value per seed
+            assert len(s["paired_bootstrap_p"]) == 2 and all(0 < p <= 1 for p in s["paired_bootstrap_p"])
+            assert 0 <= s["fraction_p_below_0.05"] <= 1
     for seed in ("1", "2"):
-        runs = results["runs"][seed]
-        assert runs["sequence_risk"]["updates"] == 6  # 5 cross-entropy updates, then 1 of MRT
-        assert results["dev_bleu_curves"][seed]["l2t_dlf"], "no dev BLEU was parsed from the validation log"
+        ce, l2t = runs[seed]["cross_entropy"], runs[seed]["l2t_dlf"]
+        assert runs[seed]["sequence_risk"]["updates"] == 6  # 3 cross-entropy updates, then 3 of MRT
+        # as many cross-entropy updates as fit in the L2T run's training time
+        equal_time = runs[seed]["cross_entropy_equal_time"]["updates"]
+        assert equal_time == round(l2t["train_seconds"] / (ce["train_seconds"] / ce["updates"]))
+        assert l2t["dev_bleu_curve"] and [u for u, _ in ce["dev_bleu_curve"]] == [3, 6]
+        hypotheses = (out / "records" / f"l2t_dlf-seed{seed}.hyp").read_text().splitlines()
+        assert len(hypotheses) == len((out / "records" / "reference.txt").read_text().splitlines())
+    # the paper's test phase: seed 1's student is taught by seed 2's finished teacher, frozen
+    frozen = runs["1"]["l2t_dlf_frozen"]
+    assert "--freeze-teacher" in frozen["command"] and "l2t_dlf-seed2.teacher.pt" in frozen["command"]
+    frozen_log = (out / "records" / "l2t_dlf_frozen-seed1.teacher.jsonl").read_text().splitlines()
+    assert frozen_log and all("dev_expected_bleu" not in json.loads(line) for line in frozen_log)
     table = (out / "results.md").read_text()
-    assert "| l2t_dlf |" in table and "| actor-critic | not built" in table and table in result.stdout
-    for plot in ("dev_bleu.png", "phi.png", "teacher_dev_measure.png"):
+    assert "| l2t_dlf_frozen | 2 |" in table and table in first.stdout
+    for plot in ("dev_bleu.png", "phi.png", "phi_frequency.png", "teacher_steps.png", "phi_spread.png"):
         assert (out / plot).stat().st_size > 10_000, plot
-    records = [json.loads(line) for line in (out / "l2t_dlf-seed1" / "teacher.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in records] == [2, 4]
+
+    # a run cut off has no record: rerunning redoes it (and a new row), and skips every recorded run
+    (out / "records" / "l2t_dlf_frozen-seed2.json").unlink()
+    second = benchmark(small_data, out, work, *ROWS, "label_smoothed")
+    assert "cross_entropy-seed1: recorded, skipped" in second.stdout
+    started = sorted(line.split("start ")[1] for line in second.stdout.splitlines() if " start " in line)
+    assert started == ["l2t_dlf_frozen-seed2", "label_smoothed-seed1", "label_smoothed-seed2"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["finished_runs"] == 12 and "label_smoothed" in results["summary"]
+    assert results["runs"]["1"]["cross_entropy"] == runs["1"]["cross_entropy"]  # not redone

@@ -51,7 +51,7 @@ def test_coefficients_are_per_target_word():
 
 def make_task(dictionary, **overrides):
     cfg = L2TTranslationConfig(
-        seed=1, fp16=False, bf16=False, cpu=True, max_update=100, max_epoch=0, valid_subset="valid", **overrides
+        seed=1, memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0, valid_subset="valid", **overrides
     )
     return L2TTranslationTask(cfg, dictionary, dictionary)
 
@@ -108,3 +108,29 @@ def test_logging_matches_fairseq_cross_entropy_conventions(dictionary):
     assert values["nll_loss"] == pytest.approx(nll.item() / sample["ntokens"] / math.log(2), abs=1e-3)
     assert values["loss"] == pytest.approx(log["loss"].item() / sample["ntokens"] / math.log(2), abs=1e-3)
     assert values["ppl"] == pytest.approx(2 ** values["nll_loss"], rel=1e-2)
+
+
+def test_token_mean_normalization_fixes_the_coefficients_mean():
+    """--phi-normalization token_mean: only relative weights matter; the batch's mean coefficient is fixed."""
+    torch.manual_seed(0)
+    lprobs = torch.randn(2, 4, 6).log_softmax(-1)
+    target = torch.tensor([[2, 3, 3, PAD], [4, 5, 2, 2]])
+    phi = torch.rand(6) + 0.1
+    loss, nll = dynamic_loss(lprobs, target, phi, PAD, coefficient_mean=0.3)
+    assert torch.allclose(dynamic_loss(lprobs, target, 7.0 * phi, PAD, coefficient_mean=0.3)[0], loss)
+    tokens = target[target.ne(PAD)]
+    rescaled = phi * 0.3 / phi[tokens].mean()  # the mean over the batch's target tokens, not over the vocabulary
+    torch.testing.assert_close(loss, dynamic_loss(lprobs, target, rescaled, PAD)[0])
+    assert torch.equal(nll, dynamic_loss(lprobs, target, phi, PAD)[1])
+
+
+def test_exp_teacher_keeps_coefficients_positive():
+    from l2t_fairseq.teacher import Teacher, default_phi_init
+
+    teacher = Teacher(50, num_keys=3, parametrization="exp")
+    assert set(dict(teacher.named_parameters())) == {"log_W", "V"}
+    state = torch.tensor([0.2, 0.5, 0.1])
+    torch.testing.assert_close(teacher(state), torch.full((50,), default_phi_init(50)))
+    with torch.no_grad():
+        teacher.log_W.add_(torch.randn_like(teacher.log_W) * 20)  # however far the teacher moves
+    assert (teacher(state) > 0).all()

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import sys
 
 import torch
 
@@ -31,6 +32,12 @@ def test_training_improves_dev_loss_and_trains_the_teacher(trained):
     assert [r["update"] for r in records] == [TEACHER_INTERVAL * (i + 1) for i in range(teacher_updates)]
     for r in records:
         assert 0 <= r["dev_expected_bleu"] <= 1 and r["hypergrad_norm"] > 0
+        # M~ after the step minus before, on the same batches and candidates: small, finite, not exactly 0
+        assert r["lookahead_gain"] != 0 and abs(r["lookahead_gain"]) < 1
+        seen = sum(band["words"] for band in r["phi_bands"].values())
+        assert list(r["phi_bands"]) == ["1-100"] and 0 < seen < len(r["phi"])  # toy: fewer than 100 target words
+        band = r["phi_bands"]["1-100"]
+        assert band["min"] <= band["mean"] <= band["max"] and band["max"] <= max(r["phi"]) + 1e-5
         assert all(0 <= s <= 1 for s in r["state"]) and len(r["phi"]) == state["teacher"]["W"].size(0)
     assert records[-1]["dev_expected_bleu"] > records[0]["dev_expected_bleu"], "the student did not improve on dev"
     W = state["teacher"]["W"]
@@ -105,3 +112,48 @@ def test_generate_decodes_the_trained_student(toy_data, trained):
     assert translated >= 90
     assert len(re.findall(r"^H-\d+", result.stdout, re.M)) == translated
 
+
+
+def test_a_non_finite_dev_objective_skips_teacher_steps(toy_data, tmp_path, monkeypatch):
+    """fairseq-train in this process, with M~ poisoned: every teacher step is skipped and counted."""
+    from fairseq_cli.train import cli_main
+
+    from l2t_fairseq.expected_bleu import DevExpectedBleu
+
+    def poisoned(self, params):
+        value, grads = value_and_grad(self, params)
+        return value * float("nan"), {name: g * float("inf") for name, g in grads.items()}
+
+    value_and_grad = DevExpectedBleu.value_and_grad
+    monkeypatch.setattr(DevExpectedBleu, "value_and_grad", poisoned)
+    monkeypatch.setattr(sys, "argv", [
+        "fairseq-train", str(toy_data), "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
+        "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--max-tokens", "2000",
+        "--max-update", "25", "--teacher-interval", "10", "--unroll-steps", "2", "--save-dir", str(tmp_path),
+        "--no-epoch-checkpoints", "--log-format", "simple", "--cpu", "--seed", "1",
+    ])
+    cli_main()
+    records = teacher_log(tmp_path)
+    assert [(r["update"], r["skipped"], r["skipped_steps"]) for r in records] == [(10, True, 1), (20, True, 2)]
+    assert all("hypergrad_norm" not in r and "dev_expected_bleu" not in r for r in records)
+    state = teacher_state(tmp_path / "checkpoint_last.pt")
+    assert state["skipped_steps"] == 2 and state["teacher_optimizer"]["state"] == {}  # Adam never stepped
+    W = state["teacher"]["W"]
+    assert torch.equal(W, torch.full_like(W, default_phi_init(W.size(0))))
+    assert all(torch.isfinite(p).all() for p in state["teacher"].values())
+
+
+def test_adam_unroll_with_relative_positive_coefficients(toy_data, tmp_path):
+    """--unroll-optimizer adam --unroll-momentum --teacher-parametrization exp --phi-normalization token_mean."""
+    l2t_train(
+        toy_data, tmp_path, "--max-update", 31, "--teacher-interval", 10, "--unroll-steps", 3,
+        "--unroll-optimizer", "adam", "--unroll-momentum", "--teacher-parametrization", "exp",
+        "--phi-normalization", "token_mean", "--teacher-lr", "0.05",
+    )
+    records = teacher_log(tmp_path)
+    assert [r["update"] for r in records] == [10, 20, 30]
+    assert all(r["hypergrad_norm"] > 0 and r["lookahead_gain"] != 0 for r in records)
+    assert all(min(r["phi"]) > 0 for r in records)
+    state = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
+    assert set(state) == {"log_W", "V"}
+    assert state["log_W"].std() > 0.01  # a relative lr of 0.05: three steps move log W visibly

@@ -44,3 +44,25 @@ def test_teacher_for_another_dictionary(toy_corpus, trained, tmp_path):
 def test_other_criterion(toy_data, tmp_path):
     result = l2t_train(toy_data, tmp_path, "--max-update", "5", "--criterion", "cross_entropy", check=False)
     assert_one_line_error(result, "--criterion l2t_dlf")
+
+
+def test_momentum_needs_the_adam_unroll(toy_data, tmp_path):
+    result = l2t_train(toy_data, tmp_path, "--max-update", "5", "--unroll-momentum", check=False)
+    assert_one_line_error(result, "--unroll-momentum", "--unroll-optimizer adam")
+
+
+def test_adam_unroll_needs_an_adam_student(toy_data, tmp_path):
+    result = l2t_train(
+        toy_data, tmp_path, "--max-update", "3", "--teacher-interval", "2", "--unroll-steps", "1",
+        "--unroll-optimizer", "adam", "--optimizer", "sgd", check=False,
+    )
+    assert_one_line_error(result, "--unroll-optimizer adam", "--optimizer adam")
+
+
+def test_teacher_of_another_parametrization(trained, toy_data, tmp_path):
+    save_dir, _ = trained
+    result = l2t_train(
+        toy_data, tmp_path, "--max-update", "5", "--teacher-path", save_dir / "checkpoint_last.pt",
+        "--teacher-parametrization", "exp", check=False,
+    )
+    assert_one_line_error(result, "--teacher-path", "--teacher-parametrization linear", "this run has exp")

@@ -6,15 +6,37 @@ import torch
 
 from conftest import synthetic_batch, synthetic_candidates, tiny_student
 from l2t_fairseq.expected_bleu import DevExpectedBleu
-from l2t_fairseq.hypergrad import hypergradient, leaves, sgd_step, unroll
+from l2t_fairseq.hypergrad import hypergradient, inner_step, leaves, unroll
 from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
 from l2t_fairseq.teacher import Teacher
+from l2t_fairseq.unroll_optimizer import UpdateRule
 
 UNROLL_STEPS = 3
 LR = 0.5
+# (update rule of the unrolled steps, loss): "relative" is a teacher of log W (--teacher-parametrization exp)
+# with each batch's coefficients rescaled to a fixed mean (--phi-normalization token_mean)
+VARIANTS = [("sgd", "plain"), ("adam", "plain"), ("adam_momentum", "plain"), ("sgd", "relative"),
+            ("adam_momentum", "relative")]
 
 
-def setting(kind, dictionary, dropout=0.1):
+def update_rule(kind, params):
+    """Plain SGD (eq. 1), or an Adam-like step: per-weight preconditioner, weight decay, optionally momentum."""
+    if kind == "sgd":
+        return UpdateRule(lr=LR)
+    generator = torch.Generator().manual_seed(7)
+
+    def like(p, low, high):
+        return low + (high - low) * torch.rand(p.shape, generator=generator, dtype=p.dtype)
+
+    momentum = kind == "adam_momentum"
+    return UpdateRule(
+        lr=0.05, preconditioner={n: like(p, 0.5, 20.0) for n, p in params.items()}, decay=0.99,
+        momentum=0.9 if momentum else 0.0,
+        velocity={n: like(p, -0.01, 0.01) for n, p in params.items()} if momentum else None,
+    )
+
+
+def setting(kind, dictionary, dropout=0.1, loss="plain"):
     """A student, a teacher with word- and key-dependent coefficients, U batches and a dev objective.
 
     The dev objective is the task's own: minus the expected BLEU of fixed candidates.
@@ -23,61 +45,70 @@ def setting(kind, dictionary, dropout=0.1):
     """
     torch.manual_seed(0)
     model = tiny_student(kind, dictionary, dropout)
-    teacher = Teacher(len(dictionary), num_keys=2).double()
+    relative = loss == "relative"
+    teacher = Teacher(len(dictionary), num_keys=2, parametrization="exp" if relative else "linear").double()
     with torch.no_grad():  # coefficients that differ by word and key
-        teacher.W.add_(0.2 * torch.randn_like(teacher.W))
+        for weights in (teacher.log_W if relative else teacher.W,):
+            weights.add_(0.2 * torch.randn_like(weights))
     states = [torch.tensor([t / 10, 0.3, 0.2], dtype=torch.float64) for t in range(UNROLL_STEPS)]
     batches = [(synthetic_batch(dictionary, seed=t), 100 + t) for t in range(UNROLL_STEPS)]
     pad = dictionary.pad()
-    step_loss = make_step_loss(model, pad)
+    step_loss = make_step_loss(model, pad, coefficient_mean=0.4 if relative else None)
     candidates = synthetic_candidates(dictionary, synthetic_batch(dictionary, sentences=4, seed=99))
     dev_objective = DevExpectedBleu(model, candidates, alpha=1.0, pad=pad, max_tokens=12)  # several chunks
     params = {name: p.detach().clone() for name, p in trainable_params(model).items()}
     return model, teacher, states, batches, step_loss, dev_objective, params
 
 
-def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params):
+def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule):
     """The task's path: RMD with the dev gradient computed chunk by chunk."""
     phis = [teacher(s) for s in states]
     with double_backward_safe("cpu"):
         _, d_phis = hypergradient(
-            step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, LR
+            step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, rule
         )
     return torch.autograd.grad(phis, tuple(teacher.parameters()), d_phis)
 
 
-def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, create_graph):
-    """J(theta) by running the U SGD steps forward, optionally keeping the whole graph (one graph, no chunks)."""
-    current = leaves(params)
+def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, rule,
+                      create_graph):
+    """J(theta) by running the U steps forward, optionally keeping the whole graph (one graph, no chunks)."""
+    current, velocity = leaves(params), rule.velocity
     for state, batch in zip(states, batches):
         phi = torch.func.functional_call(teacher, teacher_params, (state,))
-        current = sgd_step(step_loss, current, phi, batch, LR, create_graph=create_graph)
+        current, velocity = inner_step(step_loss, current, velocity, phi, batch, rule, create_graph=create_graph)
     return dev_objective.loss(current)
 
 
+@pytest.mark.parametrize("rule_kind, loss", VARIANTS)
 @pytest.mark.parametrize("kind", ["lstm", "lstm2", "transformer"])
-def test_rmd_equals_full_autograd_through_the_unroll(kind, dictionary):
-    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary)
-    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params)
+def test_rmd_equals_full_autograd_through_the_unroll(kind, rule_kind, loss, dictionary):
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, loss=loss)
+    rule = update_rule(rule_kind, params)
+    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule)
 
     teacher_params = dict(teacher.named_parameters())
     with double_backward_safe("cpu"):
-        value = unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, True)
+        value = unrolled_dev_loss(
+            teacher_params, teacher, states, batches, step_loss, dev_objective, params, rule, True
+        )
         full = torch.autograd.grad(value, tuple(teacher_params.values()))
 
     for name, a, b in zip(teacher_params, rmd, full):
         assert b.abs().max() > 1e-8, f"{name}: the reference hypergradient vanished; the test would be vacuous"
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-10, msg=f"{kind} d{name}")
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-10, msg=f"{kind} {rule_kind} d{name}")
 
 
+@pytest.mark.parametrize("rule_kind, loss", VARIANTS)
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
-def test_rmd_matches_central_finite_differences(kind, dictionary, monkeypatch):
+def test_rmd_matches_central_finite_differences(kind, rule_kind, loss, dictionary, monkeypatch):
     # fairseq computes the encoder-decoder attention's softmax in fp32 even for
     # fp64 inputs; that rounding (~1e-9 of the loss) swamps a finite difference,
     # so keep it in fp64 here.  No dropout: its masks make J less smooth than eps.
     monkeypatch.setattr(fairseq.utils, "softmax", lambda x, dim, onnx_trace=False: torch.softmax(x, dim=dim))
-    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, dropout=0.0)
-    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params)
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, 0.0, loss)
+    rule = update_rule(rule_kind, params)
+    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule)
 
     names = [name for name, _ in teacher.named_parameters()]
     base = {name: p.detach() for name, p in teacher.named_parameters()}
@@ -89,20 +120,23 @@ def test_rmd_matches_central_finite_differences(kind, dictionary, monkeypatch):
         def J(sign):
             shifted = {name: base[name] + sign * eps * direction[name] for name in names}
             with torch.no_grad(), torch.enable_grad():
-                value = unrolled_dev_loss(shifted, teacher, states, batches, step_loss, dev_objective, params, False)
+                value = unrolled_dev_loss(
+                    shifted, teacher, states, batches, step_loss, dev_objective, params, rule, False
+                )
                 return value.item()
 
         numeric = (J(+1) - J(-1)) / (2 * eps)
         analytic = sum((g * direction[name]).sum().item() for name, g in zip(names, rmd))
         assert abs(analytic) > 1e-8
-        assert analytic == pytest.approx(numeric, rel=1e-6), kind
+        # rel 1e-6, or the finite difference's round-off floor (about 1e-16 |J| / eps), whichever is larger
+        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-10), (kind, rule_kind, loss)
 
 
 def test_unroll_leaves_the_student_untouched(dictionary):
     model, teacher, states, batches, step_loss, dev_objective, params = setting("transformer", dictionary)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rng = torch.get_rng_state()
-    snapshots = unroll(step_loss, params, [teacher(s) for s in states], batches, LR)
+    snapshots = unroll(step_loss, params, [teacher(s) for s in states], batches, UpdateRule(lr=LR))
     assert len(snapshots) == UNROLL_STEPS + 1
     assert any(not torch.equal(snapshots[-1][n], before[n]) for n in before), "the unroll did not move"
     for name, p in model.named_parameters():

@@ -18,13 +18,17 @@ are the dev set, its even lines the test set.
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tarfile
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from corpus import (  # noqa: E402
+    apply_bpe, binarize, fail, read_lines, report, segment_and_binarize, tokenize, write_lines,
+)
+
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"
-LANGS = ("de", "en")
+LANGS = ("de", "en")  # source, target
 TRAIN_TAGS = "train.tags.de-en.{lang}"
 TEST_SETS = (
     "IWSLT14.TED.dev2010.de-en",
@@ -34,10 +38,6 @@ TEST_SETS = (
     "IWSLT14.TED.tst2012.de-en",
 )
 TAG_LINES = ("<url>", "<talkid>", "<keywords>")
-
-
-def fail(message):
-    sys.exit(f"prepare.sh: error: {message}")
 
 
 def raw_files():
@@ -74,16 +74,6 @@ def download(work):
     return find_raw(work, work)
 
 
-def read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
-
-
-def write_lines(path, lines):
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-
-
 def train_text(path):
     """Training lines without the talk metadata lines, title/description tags removed."""
     lines = [line for line in read_lines(path) if not line.lstrip().startswith(TAG_LINES)]
@@ -94,13 +84,6 @@ def xml_segments(path):
     segments = [line for line in read_lines(path) if "<seg id" in line]
     segments = [re.sub(r"\s*</seg>\s*", "", re.sub(r"<seg id=\"[0-9]*\">\s*", "", s)) for s in segments]
     return [s.replace("\u2019", "'").strip() for s in segments]
-
-
-def tokenize(lines, lang):
-    from sacremoses import MosesTokenizer
-
-    tokenizer = MosesTokenizer(lang=lang)
-    return [tokenizer.tokenize(line, return_str=True, escape=True) for line in lines]
 
 
 def clean(source, target, ratio=1.5, max_length=175):
@@ -154,53 +137,6 @@ def shared_split(shared, text):
         write_lines(os.path.join(text, f"test.{lang}"), valid[1::2])
 
 
-def learn_bpe(text, merges, codes):
-    """subword-nmt's learn_bpe on the German and English training text together, as fairseq does."""
-    from subword_nmt.learn_bpe import learn_bpe as learn
-
-    joint = [line for lang in LANGS for line in read_lines(os.path.join(text, f"train.{lang}"))]
-    with open(codes, "w", encoding="utf-8") as out:
-        learn(joint, out, merges, min_frequency=2)
-
-
-def apply_bpe(text, codes, out):
-    from subword_nmt.apply_bpe import BPE
-
-    with open(codes, encoding="utf-8") as f:
-        bpe = BPE(f)
-    for split in ("train", "valid", "test"):
-        for lang in LANGS:
-            lines = read_lines(os.path.join(text, f"{split}.{lang}"))
-            write_lines(os.path.join(out, f"{split}.{lang}"), [bpe.process_line(line) for line in lines])
-
-
-def apply_spm(text, size, out):
-    import sentencepiece as spm
-
-    prefix = os.path.join(out, "spm")
-    spm.SentencePieceTrainer.train(
-        input=",".join(os.path.join(text, f"train.{lang}") for lang in LANGS), model_prefix=prefix,
-        vocab_size=size, model_type="bpe", character_coverage=1.0, hard_vocab_limit=False,
-    )
-    processor = spm.SentencePieceProcessor(model_file=prefix + ".model")
-    for split in ("train", "valid", "test"):
-        for lang in LANGS:
-            lines = read_lines(os.path.join(text, f"{split}.{lang}"))
-            pieces = [" ".join(processor.encode(line, out_type=str)) for line in lines]
-            write_lines(os.path.join(out, f"{split}.{lang}"), pieces)
-
-
-def binarize(segmented, destdir, workers):
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "fairseq-preprocess"), "--source-lang", "de",
-        "--target-lang", "en", "--joined-dictionary", "--destdir", destdir, "--workers", str(workers),
-        *[arg for split in ("train", "valid", "test") for arg in (f"--{split}pref", os.path.join(segmented, split))],
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        fail(f"fairseq-preprocess failed:\n{result.stderr[-2000:]}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
@@ -218,22 +154,14 @@ def main():
     text, segmented, work = (os.path.join(args.out, d) for d in ("tok", "segmented", "raw"))
     for folder in (text, segmented, work):
         os.makedirs(folder, exist_ok=True)
-    if args.shared:
+    if args.shared:  # the standard split's codes, not codes learned on the subset
         shared_split(args.shared, text)
-        apply_bpe(text, os.path.join(args.shared, "bpe10k", "code"), segmented)
+        apply_bpe(text, os.path.join(args.shared, "bpe10k", "code"), segmented, LANGS)
+        binarize(segmented, os.path.join(args.out, "bin"), LANGS, args.workers)
+        report(text, os.path.join(args.out, "bin"), args.spm)
     else:
         standard_split(find_raw(args.source, work) if args.source else download(work), text)
-        if args.spm:
-            apply_spm(text, args.bpe_tokens, segmented)
-        else:
-            codes = os.path.join(segmented, "code")
-            learn_bpe(text, args.bpe_tokens, codes)
-            apply_bpe(text, codes, segmented)
-    binarize(segmented, os.path.join(args.out, "bin"), args.workers)
-    for split in ("train", "valid", "test"):
-        print(f"{split}: {len(read_lines(os.path.join(text, split + '.en')))} pairs")
-    print(f"binarized data: {os.path.join(args.out, 'bin')} (BLEU de-segmentation: "
-          f"--remove-bpe {'sentencepiece' if args.spm else 'subword_nmt'})")
+        segment_and_binarize(text, args.out, LANGS, args.spm, args.bpe_tokens, args.workers)
 
 
 if __name__ == "__main__":

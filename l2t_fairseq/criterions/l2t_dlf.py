@@ -37,7 +37,9 @@ class L2TDLFCriterion(FairseqCriterion):
         net_output = model(**sample["net_input"])
         lprobs = log_probs(net_output)
         phi = self.task.phi().to(lprobs.device)
-        loss, nll_loss = dynamic_loss(lprobs, model.get_targets(sample, net_output), phi, self.padding_idx)
+        loss, nll_loss = dynamic_loss(
+            lprobs, model.get_targets(sample, net_output), phi, self.padding_idx, self.task.coefficient_mean
+        )
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,

@@ -7,40 +7,52 @@ through ``--unroll-steps`` differentiable SGD steps replayed from the current
 student on the most recent training batches (paper eqs. 1, 3-5, Algorithm 1),
 maximizing the smoothed expected BLEU (section 3.3) of a batch of the valid
 subset.  Each refresh is logged to ``SAVE_DIR/teacher.jsonl``.
+
+Under fairseq's data-parallel training every worker takes part in every
+refresh (decided from the update number alone, so dummy batches at an uneven
+epoch end cannot deadlock it); the BLEU statistics are summed and the
+hypergradient averaged over the workers (:mod:`l2t_fairseq.distributed`,
+:mod:`l2t_fairseq.teaching`), so all of them keep the same teacher.
 """
 
 import json
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from fairseq import checkpoint_utils, metrics, utils
+from fairseq import metrics, utils
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from l2t_fairseq import distributed
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
+from l2t_fairseq.diagnostics import phi_bands, target_frequency
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.hypergrad import hypergradient
 from l2t_fairseq.expected_bleu import (
     CANDIDATE_SEARCHES,
     DevExpectedBleu,
+    bleu_from_statistics,
+    bleu_statistics,
     bleu_text,
     build_candidate_generator,
     build_candidates,
-    corpus_bleu,
     decode,
 )
-from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
-from l2t_fairseq.teacher import Teacher
+from l2t_fairseq.student import fp32_params, make_step_loss
+from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
+from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, adam_rule
+from l2t_fairseq.teaching import Unrolled, teach_once
 
 logger = logging.getLogger(__name__)
 
 STATE_FEATURES = ("progress", "train_bleu", "dev_bleu")
+PHI_NORMALIZATIONS = ("none", "token_mean")
 TEACHER_LOG = "teacher.jsonl"
 
 
@@ -52,11 +64,29 @@ class L2TTranslationConfig(TranslationConfig):
     unroll_steps: int = field(
         default=5, metadata={"help": "U: differentiable SGD steps of the student unrolled per teacher update"}
     )
+    unroll_optimizer: ChoiceEnum(UNROLL_OPTIMIZERS) = field(
+        default="sgd",
+        metadata={"help": "the student's steps as the unroll replays them: plain SGD with --unroll-lr (eq. 1), or "
+                  "the student's own Adam step (fairseq's current lr and Adam's second moment, held fixed)"},
+    )
     unroll_lr: float = field(
-        default=1.0, metadata={"help": "learning rate eta of the unrolled SGD steps (eq. 1)"}
+        default=1.0, metadata={"help": "learning rate eta of the unrolled SGD steps (eq. 1; --unroll-optimizer sgd)"}
+    )
+    unroll_momentum: bool = field(
+        default=False, metadata={"help": "with --unroll-optimizer adam: carry Adam's first moment through the unroll"}
     )
     teacher_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the teacher"})
     teacher_keys: int = field(default=5, metadata={"help": "N: number of keys of the teacher's attention"})
+    teacher_parametrization: ChoiceEnum(PARAMETRIZATIONS) = field(
+        default="linear",
+        metadata={"help": "the teacher learns W itself (linear) or log W (exp: coefficients stay positive, and "
+                  "--teacher-lr is relative to their size)"},
+    )
+    phi_normalization: ChoiceEnum(PHI_NORMALIZATIONS) = field(
+        default="none",
+        metadata={"help": "token_mean: rescale each batch's coefficients to the mean 1/ln|V|, so the teacher sets "
+                  "only the words' relative weights"},
+    )
     teacher_dev_max_tokens: int = field(
         default=1024,
         metadata={"help": "max tokens of the dev batch whose expected BLEU the teacher maximizes"},
@@ -76,9 +106,13 @@ class L2TTranslationConfig(TranslationConfig):
     freeze_teacher: bool = field(
         default=False, metadata={"help": "teach with a fixed teacher (no teacher updates)"}
     )
+    no_lookahead_gain: bool = field(
+        default=False,
+        metadata={"help": "do not measure the lookahead gain of each teacher step (saves U forward SGD steps)"},
+    )
     seed: int = II("common.seed")
-    fp16: bool = II("common.fp16")
-    bf16: bool = II("common.bf16")
+    memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
+    memory_efficient_bf16: bool = II("common.memory_efficient_bf16")
     cpu: bool = II("common.cpu")
     max_update: int = II("optimization.max_update")
     max_epoch: int = II("optimization.max_epoch")
@@ -105,18 +139,28 @@ def check_flags(cfg):
     ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if cfg.unroll_momentum and cfg.unroll_optimizer != "adam":
+        raise UsageError("--unroll-momentum carries Adam's first moment: it needs --unroll-optimizer adam")
 
 
-def load_teacher_state(path, vocab_size, num_keys):
+def load_teacher_state(path, vocab_size, num_keys, parametrization):
     """The teacher's ``state_dict`` from an l2t_translation checkpoint, checked against this task."""
     if not os.path.isfile(path):
         raise UsageError(f"--teacher-path {path}: no such file")
     try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        # torch.load, not fairseq's loader: the benchmark keeps teachers alone, in the same layout
+        state = torch.load(path, map_location="cpu")
         teacher = state["extra_state"][L2TTranslationTask.__name__]["teacher"]
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
         raise UsageError(f"--teacher-path {path}: not an l2t_translation checkpoint ({type(e).__name__}: {e})")
-    saved_vocab, saved_keys = teacher["W"].shape
+    weights = "log_W" if parametrization == "exp" else "W"
+    if weights not in teacher:
+        saved = "exp" if "log_W" in teacher else "linear"
+        raise UsageError(
+            f"--teacher-path {path}: teacher was trained with --teacher-parametrization {saved}, "
+            f"this run has {parametrization}"
+        )
+    saved_vocab, saved_keys = teacher[weights].shape
     if saved_vocab != vocab_size:
         raise UsageError(
             f"--teacher-path {path}: teacher was built for a target dictionary of {saved_vocab} words, "
@@ -135,7 +179,12 @@ class L2TTranslationTask(TranslationTask):
         super().__init__(cfg, src_dict, tgt_dict)
         check_flags(cfg)
         self.device = torch.device("cuda") if torch.cuda.is_available() and not cfg.cpu else torch.device("cpu")
-        self.teacher = Teacher(len(tgt_dict), num_keys=cfg.teacher_keys, state_dim=len(STATE_FEATURES))
+        self.teacher = Teacher(
+            len(tgt_dict), num_keys=cfg.teacher_keys, state_dim=len(STATE_FEATURES),
+            parametrization=cfg.teacher_parametrization,
+        )
+        # the token-weighted mean of Phi on every batch, with --phi-normalization token_mean
+        self.coefficient_mean = default_phi_init(len(tgt_dict)) if cfg.phi_normalization == "token_mean" else None
         self.teacher.to(self.device)
         self.teacher_optimizer = torch.optim.Adam(self.teacher.parameters(), lr=cfg.teacher_lr)
         # s_t = [progress, train BLEU, dev BLEU], all in [0, 1]
@@ -143,8 +192,10 @@ class L2TTranslationTask(TranslationTask):
         # (sample, s_t, dropout seed) of the latest updates: the unroll replays them
         self.recent_batches = deque(maxlen=cfg.unroll_steps)
         self.last_update = None
+        self.skipped_steps = 0  # teacher steps skipped for a non-finite hypergradient
         self.dev_batches = None
         self.dev_epoch = 1
+        self.target_frequency = None  # of each target word in the training data, for teacher.jsonl
         self.epoch = 1
 
     # -- building ---------------------------------------------------------
@@ -164,13 +215,19 @@ class L2TTranslationTask(TranslationTask):
                 f"--task l2t_translation trains its teacher for --criterion l2t_dlf, got {type(criterion).__name__} "
                 "(use --task translation for other criteria)"
             )
-        if self.cfg.fp16 or self.cfg.bf16:
-            raise UsageError("--fp16/--bf16: the teacher's unroll needs fp32 student weights; use --amp instead")
+        if self.cfg.memory_efficient_fp16 or self.cfg.memory_efficient_bf16:
+            raise UsageError(
+                "--memory-efficient-fp16/--memory-efficient-bf16 keep no fp32 copy of the student, which the "
+                "teacher's unroll needs; use --fp16 or --bf16"
+            )
         if self.cfg.max_update <= 0 and self.cfg.max_epoch <= 0:
             raise UsageError("l2t_translation needs --max-update or --max-epoch: training progress is part of s_t")
         if self.cfg.teacher_path:
             self.teacher.load_state_dict(
-                load_teacher_state(self.cfg.teacher_path, self.teacher.vocab_size, self.cfg.teacher_keys)
+                load_teacher_state(
+                    self.cfg.teacher_path, self.teacher.vocab_size, self.cfg.teacher_keys,
+                    self.cfg.teacher_parametrization,
+                )
             )
             logger.info(f"teacher loaded from {self.cfg.teacher_path}")
         return criterion
@@ -185,28 +242,33 @@ class L2TTranslationTask(TranslationTask):
     # -- training -----------------------------------------------------------
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        # with --update-freq the trainer calls this once per micro-batch: observe once per update
-        if not ignore_grad and update_num != self.last_update:
+        # with --update-freq the trainer calls this once per micro-batch: observe once per update.
+        # Every worker observes every update, also with a dummy batch (ignore_grad): refreshes are collective.
+        if update_num != self.last_update:
             self.last_update = update_num
-            self.observe(sample, model, update_num)
+            self.observe(None if ignore_grad else sample, distributed.unwrap(model), optimizer, update_num)
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
         for name, value in zip(STATE_FEATURES, self.student_state.tolist()):
             metrics.log_scalar(f"s_{name}", value, round=3)
         metrics.log_scalar("phi_mean", self.phi().mean().item(), round=4)
+        metrics.log_scalar("teacher_skipped_steps", self.skipped_steps, round=0)
         return loss, sample_size, logging_output
 
-    def observe(self, sample, model, update_num):
+    def observe(self, sample, model, optimizer, update_num):
+        """``sample`` is None for a dummy batch: it is not a student step, so the unroll never replays it."""
         self.student_state[0] = self.progress(update_num)
-        self.recent_batches.append((sample, self.student_state.clone(), self.cfg.seed + update_num))
+        if sample is not None:
+            self.recent_batches.append((sample, self.student_state.clone(), self.cfg.seed + update_num))
         if update_num > 0 and update_num % self.cfg.teacher_interval == 0:
-            self.teach(sample, model, update_num)
+            self.teach(sample, model, optimizer, update_num)
 
-    def teach(self, sample, model, update_num):
+    def teach(self, sample, model, optimizer, update_num):
         """Every K updates: refresh the BLEU features of ``s_t``, update the teacher, log it."""
+        start = time.perf_counter()
         self.student_state[1] = self.greedy_bleu(sample, model)[0]
-        update = not self.cfg.freeze_teacher and len(self.recent_batches) == self.cfg.unroll_steps
+        update = not self.cfg.freeze_teacher
         if update or not self.cfg.eval_bleu:  # with --eval-bleu, fairseq's validation sets dev BLEU
             dev_sample = self.next_dev_batch(model)
             greedy_bleu, greedy = self.greedy_bleu(dev_sample, model)
@@ -214,9 +276,24 @@ class L2TTranslationTask(TranslationTask):
                 self.student_state[2] = greedy_bleu
         record = {"update": update_num, "state": self.student_state.tolist()}
         if update:
-            record.update(self.update_teacher(model, dev_sample, greedy, seed=self.cfg.seed + update_num))
-        record["phi"] = [round(c, 5) for c in self.phi().tolist()]
+            # a worker without U real batches since the start (or a resume), or on a dummy batch, has weight 0
+            contributes = sample is not None and len(self.recent_batches) == self.cfg.unroll_steps
+            step = self.update_teacher(model, optimizer, dev_sample, greedy, contributes, self.cfg.seed + update_num)
+            self.skipped_steps += step.skipped
+            record.update(step.record(), skipped_steps=self.skipped_steps)
+        record["teacher_digest"] = distributed.check_consistent(self.teacher, "the teacher")
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        phi = self.phi()
+        record["phi_bands"] = phi_bands(phi.cpu(), self.training_target_frequency())
+        record["phi"] = [round(c, 5) for c in phi.tolist()]
         self.log_teacher(record)
+
+    def training_target_frequency(self):
+        if self.target_frequency is None:
+            if "train" not in self.datasets:
+                self.load_dataset("train")
+            self.target_frequency = target_frequency(self.datasets["train"].tgt, len(self.tgt_dict))
+        return self.target_frequency
 
     def progress(self, update_num):
         if self.cfg.max_update > 0:
@@ -231,23 +308,37 @@ class L2TTranslationTask(TranslationTask):
         return bleu_text(self.tgt_dict, tokens, self.cfg.eval_bleu_remove_bpe)
 
     def greedy_bleu(self, sample, model):
-        """Greedy-decoding corpus BLEU of the student on a batch, in [0, 1], and the greedy outputs."""
-        greedy = decode(self, self.greedy_generator, model, sample)
-        bleu = corpus_bleu([self.text(h[0]) for h in greedy], [self.text(t) for t in sample["target"]])
-        return bleu, greedy
+        """Greedy-decoding corpus BLEU of the student on every worker's batch, in [0, 1], and this worker's
+        greedy outputs (``sample`` None: a dummy batch, which adds nothing)."""
+        greedy = decode(self, self.greedy_generator, model, sample) if sample is not None else []
+        references = [self.text(t) for t in sample["target"]] if sample is not None else []
+        statistics = bleu_statistics([self.text(h[0]) for h in greedy], references)
+        return bleu_from_statistics(distributed.all_reduce_sum(statistics.to(self.device)).cpu()), greedy
 
     def post_validate(self, model, stats, agg):
         """Dev BLEU from fairseq's own ``--eval-bleu`` validation."""
         if "bleu" in stats:
             self.student_state[2] = stats["bleu"] / 100
 
-    def update_teacher(self, model, dev_sample, greedy, seed):
+    def update_teacher(self, model, optimizer, dev_sample, greedy, contributes, seed):
         """One teacher optimization step (Algorithm 1's loop body, truncated to U steps).
 
         The dev measure is the expected BLEU ``M~`` on candidates decoded from
         the current student (plus its greedy output), held fixed through the
-        unroll; the teacher minimizes ``-M~(omega_U)``.
+        unroll; the teacher minimizes ``-M~(omega_U)``.  The unroll starts
+        from the student's fp32 weights (fairseq's master copy under
+        ``--fp16``/``--bf16``).  A worker that does not ``contribute`` still
+        takes part in the averaged step.
         """
+        unrolled = self.unrolled(model, optimizer, dev_sample, greedy, seed) if contributes else None
+        step = teach_once(self.teacher, self.teacher_optimizer, unrolled, lookahead=not self.cfg.no_lookahead_gain)
+        for name in ("dev_expected_bleu", "hypergrad_norm", "lookahead_gain"):
+            if getattr(step, name) is not None:
+                metrics.log_scalar(f"teacher_{name}", getattr(step, name), round=6)
+        return step
+
+    def unrolled(self, model, optimizer, dev_sample, greedy, seed):
+        """This worker's part of a teacher step: its latest U batches, and candidates decoded for its dev batch."""
         samples, states, seeds = zip(*self.recent_batches)
         pad = self.tgt_dict.pad()
         with utils.set_torch_seed(seed):  # sampling must not shift the student's own RNG stream
@@ -255,34 +346,26 @@ class L2TTranslationTask(TranslationTask):
         candidates = build_candidates(
             dev_sample, [s + g for s, g in zip(sampled, greedy)], self.text, pad, self.tgt_dict.eos()
         )
-        # the candidates are scored in chunks of a training batch's size: memory of one ordinary step
-        dev_objective = DevExpectedBleu(
-            model, candidates, self.cfg.teacher_alpha, pad, self.cfg.max_tokens or self.cfg.teacher_dev_max_tokens
+        if self.cfg.unroll_optimizer == "adam":
+            rule = adam_rule(model, optimizer, momentum=self.cfg.unroll_momentum)
+        else:
+            rule = UpdateRule(lr=self.cfg.unroll_lr)
+        return Unrolled(
+            step_loss=make_step_loss(model, pad, self.coefficient_mean),
+            params=fp32_params(model, optimizer),
+            batches=list(zip(samples, seeds)),
+            states=list(states),
+            rule=rule,
+            # the candidates are scored in chunks of a training batch's size: memory of one ordinary step
+            dev_objective=DevExpectedBleu(
+                model, candidates, self.cfg.teacher_alpha, pad, self.cfg.max_tokens or self.cfg.teacher_dev_max_tokens
+            ),
+            device_type=self.device.type,
         )
-        params = {name: p.detach() for name, p in trainable_params(model).items()}
-        with torch.enable_grad():
-            phis = [self.teacher(state) for state in states]
-        with double_backward_safe(self.device.type):
-            dev_loss, d_phis = hypergradient(
-                make_step_loss(model, pad),
-                dev_objective.value_and_grad,
-                params,
-                phis,
-                list(zip(samples, seeds)),
-                self.cfg.unroll_lr,
-            )
-        self.teacher_optimizer.zero_grad()
-        torch.autograd.backward(phis, d_phis)  # eq. (5), chained through Phi_t = mu_theta(s_t)
-        hypergrad_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in self.teacher.parameters()))
-        self.teacher_optimizer.step()
-        expected = -dev_loss.item()
-        metrics.log_scalar("teacher_dev_expected_bleu", expected, round=4)
-        metrics.log_scalar("teacher_hypergrad_norm", hypergrad_norm.item(), round=6)
-        return {"dev_expected_bleu": expected, "hypergrad_norm": hypergrad_norm.item()}
 
     def log_teacher(self, record):
-        """Appends the state, the coefficients and the dev measure to ``SAVE_DIR/teacher.jsonl``."""
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        """Appends the state, the coefficients and the dev measure to ``SAVE_DIR/teacher.jsonl`` (worker 0)."""
+        if distributed.rank() != 0:
             return
         os.makedirs(self.cfg.save_dir, exist_ok=True)
         with open(os.path.join(self.cfg.save_dir, TEACHER_LOG), "a") as log:
@@ -300,11 +383,13 @@ class L2TTranslationTask(TranslationTask):
                     max_positions=utils.resolve_max_positions(self.max_positions(), model.max_positions()),
                     ignore_invalid_inputs=True,
                     seed=self.cfg.seed,
+                    num_shards=distributed.world_size(),  # each worker its own dev batches
+                    shard_id=distributed.rank(),
                     epoch=self.dev_epoch,
                     disable_iterator_cache=True,  # fairseq's own validation iterates this dataset too
                 ).next_epoch_itr(shuffle=True)
             sample = next(self.dev_batches, None)
-            if sample is not None:
+            if sample:  # None at the end, {} where fairseq pads an uneven shard
                 return utils.apply_to_sample(lambda t: t.to(self.device), sample)
             self.dev_batches = None
             self.dev_epoch += 1
@@ -318,6 +403,7 @@ class L2TTranslationTask(TranslationTask):
                 "teacher": self.teacher.state_dict(),
                 "teacher_optimizer": self.teacher_optimizer.state_dict(),
                 "student_state": self.student_state.clone(),
+                "skipped_steps": self.skipped_steps,
             }
         }
 
@@ -325,3 +411,4 @@ class L2TTranslationTask(TranslationTask):
         self.teacher.load_state_dict(state["teacher"])
         self.teacher_optimizer.load_state_dict(state["teacher_optimizer"])
         self.student_state.copy_(state["student_state"])
+        self.skipped_steps = state.get("skipped_steps", 0)

@@ -1,0 +1,99 @@
+"""--fp16 (and --bf16): the unroll starts from a copy of fairseq's fp32 master weights."""
+
+import re
+
+import pytest
+import torch
+from fairseq import options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.optim import FP16Optimizer
+
+from conftest import l2t_train, synthetic_batch, teacher_state, tiny_student
+from l2t_fairseq.loss import dynamic_loss, log_probs
+from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
+from test_errors import assert_one_line_error
+
+
+def fp16_config(*flags):
+    args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        ["unused-data", "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "1e-2", *flags],
+    )
+    return convert_namespace_to_omegaconf(args)
+
+
+def trained_half_student(dictionary, dtype, flags, monkeypatch):
+    """A half-precision student after two real FP16Optimizer steps: its master weights have moved off its own."""
+    if "--fp16-no-flatten-grads" not in flags and "--bf16" not in flags:
+        # fairseq keys the flat fp32 buffer by torch.cuda.current_device() and matches it with each parameter's
+        # device.index, which is None on the CPU; the buffer itself is allocated beside the parameters
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: None)
+    model = tiny_student("transformer", dictionary, dropout=0.0).to(dtype)
+    optimizer = FP16Optimizer.build_optimizer(fp16_config(*flags), list(trainable_params(model).values()))
+    sample = synthetic_batch(dictionary, sentences=4)
+    for _ in range(2):
+        optimizer.zero_grad()
+        lprobs = log_probs(model(**sample["net_input"]))
+        loss, _ = dynamic_loss(lprobs, sample["target"], torch.full((len(dictionary),), 0.5), dictionary.pad())
+        optimizer.backward(loss)
+        optimizer.step()
+    return model, optimizer, sample
+
+
+@pytest.mark.parametrize(
+    "dtype, flags",
+    [
+        (torch.float16, ["--fp16"]),  # one flat fp32 buffer
+        (torch.float16, ["--fp16", "--fp16-no-flatten-grads"]),  # one fp32 tensor per parameter
+        (torch.bfloat16, ["--bf16"]),  # fairseq 0.12: bf16 keeps a list, as without flattening
+    ],
+)
+def test_unroll_starts_from_a_copy_of_the_fp32_master_weights(dictionary, dtype, flags, monkeypatch):
+    model, optimizer, _ = trained_half_student(dictionary, dtype, flags, monkeypatch)
+    master = optimizer.fp32_params
+    master = list(master.values())[0] if isinstance(master, dict) else torch.cat([p.flatten() for p in master])
+    params = fp32_params(model, optimizer)
+    assert list(params) == list(trainable_params(model))
+    assert all(p.dtype == torch.float32 for p in params.values())
+    flat = torch.cat([p.flatten() for p in params.values()])
+    assert torch.equal(flat, master.detach())
+    # the master weights are not the half weights rounded up: the unroll really sees fp32 values
+    half = torch.cat([p.detach().float().flatten() for p in trainable_params(model).values()])
+    assert not torch.equal(flat, half)
+    # a copy: the optimizer's in-place updates never reach the unroll's omega_0, nor the other way round
+    before = master.detach().clone()
+    for p in params.values():
+        p.add_(1.0)
+    assert torch.equal(master.detach(), before)
+
+
+def test_unrolled_loss_on_a_half_model_is_computed_in_fp32(dictionary, monkeypatch):
+    model, optimizer, sample = trained_half_student(dictionary, torch.float16, ["--fp16"], monkeypatch)
+    phi = torch.full((len(dictionary),), 0.5)
+    loss = make_step_loss(model, dictionary.pad())(fp32_params(model, optimizer), phi, (sample, 0))
+    reference_model = tiny_student("transformer", dictionary, dropout=0.0).float()
+    reference = make_step_loss(reference_model, dictionary.pad())(fp32_params(model, optimizer), phi, (sample, 0))
+    assert loss.dtype == torch.float32
+    # equal up to the model's half-precision buffers (sinusoidal positions)
+    torch.testing.assert_close(loss, reference, rtol=1e-3, atol=1e-4)
+
+
+def test_fp16_training_updates_the_teacher(toy_data, tmp_path):
+    # on the CPU fairseq's flat fp32 buffer needs CUDA; --fp16-no-flatten-grads keeps one tensor per parameter
+    result = l2t_train(
+        toy_data, tmp_path, "--fp16", "--fp16-no-flatten-grads", "--max-update", 25, "--teacher-interval", 10,
+        "--unroll-steps", 3,
+    )
+    norms = [float(v) for v in re.findall(r"teacher_hypergrad_norm ([\d.e-]+)", result.stdout)]
+    assert norms and all(n > 0 for n in norms), result.stdout[-2000:]
+    assert "loss_scale" in result.stdout  # really fairseq's FP16Optimizer
+    state = teacher_state(tmp_path / "checkpoint_last.pt")
+    assert state["skipped_steps"] == 0
+    assert {int(m["step"]) for m in state["teacher_optimizer"]["state"].values()} == {2}
+    assert all(torch.isfinite(w).all() for w in state["teacher"].values())
+
+
+@pytest.mark.parametrize("flag", ["--memory-efficient-fp16", "--memory-efficient-bf16"])
+def test_memory_efficient_half_precision_is_refused(toy_data, tmp_path, flag):
+    result = l2t_train(toy_data, tmp_path, "--max-update", "5", flag, check=False)
+    assert_one_line_error(result, flag)

@@ -1,0 +1,29 @@
+"""scripts/search.py: dev BLEU of teacher settings, never the test set, with the two-phase configurations."""
+
+import json
+
+from conftest import run
+
+
+def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    result = run(
+        "python", "scripts/search.py", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
+        "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
+        "--configs", "cross_entropy", "adam_relative_frozen", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
+    )
+    configs = json.loads((out / "search.json").read_text())["configs"]
+    # the frozen configuration needs the teacher adam_relative learns: that run is added and done first
+    assert list(configs) == ["cross_entropy", "adam_relative", "adam_relative_frozen"]
+    for name, entry in configs.items():
+        assert entry["seeds"] == [1] and 0 <= entry["best_dev_bleu"][0] <= 100
+    learned = configs["adam_relative"]
+    assert learned["time_ratio_to_ce"] > 0 and "dev_gain_to_ce" in learned
+    assert 0 <= learned["positive_steps"] <= 1 and learned["phi_max_over_min"] >= 1
+    frozen = json.loads((out / "records" / "adam_relative_frozen-seed1.json").read_text())
+    assert "adam_relative-seed1.teacher.pt" in frozen["command"] and "--freeze-teacher" in frozen["command"]
+    # selection on the validation set only: nothing decoded the test set
+    assert not list(out.glob("records/*.hyp")) and not list(work.glob("*/generate.log"))
+    assert "test_bleu" not in frozen
+    table = (out / "search.md").read_text()
+    assert "| adam_relative_frozen | 1 |" in table and table in result.stdout
