@@ -13,6 +13,15 @@ import sys
 SPLITS = ("train", "valid", "test")
 
 
+def add_output_arguments(parser, out, bpe_tokens):
+    """The options every preparation shares: where to write, and how to segment."""
+    parser.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+    parser.add_argument("--spm", action="store_true", help="joint sentencepiece model instead of subword-nmt BPE")
+    parser.add_argument("--bpe-tokens", type=int, default=bpe_tokens,
+                        help="BPE merges / sentencepiece vocabulary (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2)
+
+
 def fail(message):
     sys.exit(f"prepare.sh: error: {message}")
 

@@ -51,7 +51,8 @@ def test_coefficients_are_per_target_word():
 
 def make_task(dictionary, **overrides):
     cfg = L2TTranslationConfig(
-        seed=1, memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0, valid_subset="valid", **overrides
+        seed=1, memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0,
+        valid_subset="valid", **overrides,
     )
     return L2TTranslationTask(cfg, dictionary, dictionary)
 

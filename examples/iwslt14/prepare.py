@@ -24,7 +24,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from corpus import (  # noqa: E402
-    apply_bpe, binarize, fail, read_lines, report, segment_and_binarize, tokenize, write_lines,
+    add_output_arguments, apply_bpe, binarize, fail, read_lines, report, segment_and_binarize, tokenize,
+    write_lines,
 )
 
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"
@@ -142,11 +143,7 @@ def main():
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--from", dest="source", metavar="DIR", help="local de-en.tgz, or the folder it unpacks to")
     source.add_argument("--shared", metavar="DIR", help="the small split from ../shared/data/iwslt14")
-    parser.add_argument("--out", default="data/iwslt14", help="output folder (default: %(default)s)")
-    parser.add_argument("--spm", action="store_true", help="joint sentencepiece model instead of subword-nmt BPE")
-    parser.add_argument("--bpe-tokens", type=int, default=10000,
-                        help="BPE merges / sentencepiece vocabulary (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2)
+    add_output_arguments(parser, "data/iwslt14", bpe_tokens=10000)
     args = parser.parse_args()
     if args.shared and args.spm:
         fail("--spm: the --shared split uses the standard BPE codes of DIR/bpe10k/code")

@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from corpus import fail, read_lines, segment_and_binarize, tokenize, write_lines  # noqa: E402
+from corpus import add_output_arguments, fail, read_lines, segment_and_binarize, tokenize, write_lines  # noqa: E402
 
 LANGS = ("de", "en")  # source, target
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}  # fairseq split: Multi30k file
@@ -40,11 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.path.normpath(DEFAULT_DATA),
                         help="folder with the raw Multi30k files (default: %(default)s)")
-    parser.add_argument("--out", default="data/multi30k", help="output folder (default: %(default)s)")
-    parser.add_argument("--spm", action="store_true", help="joint sentencepiece model instead of subword-nmt BPE")
-    parser.add_argument("--bpe-tokens", type=int, default=8000,
-                        help="BPE merges / sentencepiece vocabulary (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2)
+    add_output_arguments(parser, "data/multi30k", bpe_tokens=8000)
     args = parser.parse_args()
     if args.bpe_tokens < 1:
         fail(f"--bpe-tokens must be at least 1, got {args.bpe_tokens}")
