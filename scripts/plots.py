@@ -34,10 +34,10 @@ FOLLOWED_RANKS = (100, 1000, 5000)
 
 def training_targets(data):
     """The target dictionary and each word's frequency in the binarized training targets."""
-    (index,) = glob.glob(os.path.join(data, "train.*-*.*.idx"))[:1] or [None]
-    if index is None:
+    indexes = glob.glob(os.path.join(data, "train.*-*.*.idx"))
+    if not indexes:
         raise SystemExit(f"plots: error: {data}: no binarized training data (train.SRC-TGT.TGT.idx)")
-    pair, lang = re.search(r"train\.([^.]+)\.([^.]+)\.idx$", index).groups()
+    pair = re.search(r"train\.([^.]+)\.[^.]+\.idx$", indexes[0]).group(1)
     target = pair.split("-")[1]
     dictionary = Dictionary.load(os.path.join(data, f"dict.{target}.txt"))
     dataset = data_utils.load_indexed_dataset(os.path.join(data, f"train.{pair}.{target}"), dictionary)

@@ -46,8 +46,8 @@ from l2t_fairseq.expected_bleu import (
 )
 from l2t_fairseq.student import fp32_params, make_step_loss
 from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
-from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, adam_rule
 from l2t_fairseq.teaching import Unrolled, teach_once
+from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, adam_rule
 
 logger = logging.getLogger(__name__)
 
