@@ -11,9 +11,11 @@ One family covers both choices of ``--unroll-optimizer``::
   Adam's second moment frozen over the U steps: ``P = 1 / (sqrt(v) + eps)``
   from fairseq's optimizer state, ``lr`` the scheduler's current learning rate
   times Adam's bias corrections, and fairseq's decoupled weight decay
-  (``decay = 1 - weight_decay * lr``).  With ``--unroll-momentum`` the first
-  moment ``m`` is carried too (``beta = beta1``, starting from Adam's
-  ``exp_avg``); without it the step uses the fresh gradient (``beta = 0``).
+  (``decay = 1 - weight_decay * lr``).  The first moment ``m`` is carried too
+  (``beta = beta1``, starting from Adam's ``exp_avg``); with
+  ``--no-unroll-momentum`` the step uses the fresh gradient (``beta = 0``).
+- ``auto`` (the default): ``adam`` if the student is trained with fairseq's
+  Adam, ``sgd`` otherwise.
 
 Everything here is a constant of the unroll: the hypergradient differentiates
 through ``g`` only (``l2t_fairseq.hypergrad``).
@@ -28,7 +30,7 @@ import torch
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.student import split_like_optimizer
 
-UNROLL_OPTIMIZERS = ("sgd", "adam")
+UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 
 
 @dataclass
@@ -43,11 +45,23 @@ class UpdateRule:
         return tensor if self.preconditioner is None else tensor * self.preconditioner[name]
 
 
+def is_adam(optimizer):
+    """Whether fairseq's ``optimizer`` (or the one inside its FP16Optimizer) is Adam."""
+    return "betas" in optimizer.optimizer.param_groups[0]
+
+
+def student_rule(model, optimizer, choice, sgd_lr, momentum=True):
+    """The update rule of ``--unroll-optimizer choice`` for the student's current optimizer state."""
+    if choice == "adam" or (choice == "auto" and is_adam(optimizer)):
+        return adam_rule(model, optimizer, momentum)
+    return UpdateRule(lr=sgd_lr)
+
+
 def adam_rule(model, optimizer, momentum=False):
     """The Adam step fairseq's optimizer would take now, with its moments frozen (see the module docstring)."""
     torch_optimizer = optimizer.optimizer  # FP16Optimizer: the one stepping the fp32 master weights
     group = torch_optimizer.param_groups[0]
-    if "betas" not in group:
+    if not is_adam(optimizer):
         raise UsageError(f"--unroll-optimizer adam needs fairseq's --optimizer adam, got {type(optimizer).__name__}")
     master = getattr(optimizer, "fp32_params", None)
     if master is None:

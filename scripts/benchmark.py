@@ -132,7 +132,8 @@ def fail(message):
 
 
 def measured_run(command, log_path, threads):
-    """Runs ``command``; returns (wall seconds, peak RSS in MiB, output).  Fails loudly with the log's tail."""
+    """Runs ``command``; returns (wall seconds, peak RSS in MiB, output, CPU seconds).  Fails loudly with the
+    log's tail.  CPU seconds (user + system) hardly depend on what else the machine runs; wall seconds do."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, "w") as log:
@@ -142,7 +143,7 @@ def measured_run(command, log_path, threads):
     output = open(log_path).read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, output
+    return wall, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
 
 
 class Benchmark:
@@ -214,20 +215,11 @@ class Benchmark:
             updates = round(l2t["train_seconds"] / (ce["train_seconds"] / ce["updates"]))
         if self.teacher_source(row, seed):
             extra = ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
-        # save at every validation, so that checkpoint_best.pt is the best by dev BLEU; cross-entropy keeps its
-        # interval checkpoints: the sequence-level rows start from the one at the --sequence-start update
-        extra += ["--save-interval-updates", str(args.validate_every)]
-        if row != BASELINE:
-            extra += ["--keep-interval-updates", "1"]
-        command = [
-            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row), *self.preset["train"],
-            *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
-            "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
-            "--log-format", "simple", "--log-interval", "50", *extra,
-        ]
-        wall, rss, output = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
+        command = self.train_command(row, seed, run_dir, updates, extra)
+        wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
-            "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "peak_rss_mib": rss,
+            "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
+            "peak_rss_mib": rss,
             "train_seconds": float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1]),
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
             "dev_bleu_curve": [
@@ -239,6 +231,10 @@ class Benchmark:
         if row in SEQUENCE_LEVEL:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
             ce = done[(BASELINE, seed)]
             record["train_seconds"] += ce["train_seconds"] * args.sequence_start_update / ce["updates"]
+            if "cpu_seconds" in ce:
+                record["cpu_seconds"] += ce["cpu_seconds"] * args.sequence_start_update / ce["updates"]
+            else:
+                del record["cpu_seconds"]
             record["updates"] = args.max_update
             record["peak_rss_mib"] = max(rss, ce["peak_rss_mib"])
             record["peak_cuda_mib"] = max(record["peak_cuda_mib"], ce["peak_cuda_mib"])
@@ -264,6 +260,20 @@ class Benchmark:
         os.replace(temporary, self.record_path(row, seed))  # the record exists only once the run is complete
         return record
 
+    def train_command(self, row, seed, run_dir, updates, extra=()):
+        # save at every validation, so that checkpoint_best.pt is the best by dev BLEU; cross-entropy keeps its
+        # interval checkpoints: the sequence-level rows start from the one at the --sequence-start update
+        args = self.args
+        extra = [*extra, "--save-interval-updates", str(args.validate_every)]
+        if row != BASELINE:
+            extra += ["--keep-interval-updates", "1"]
+        return [
+            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row), *self.preset["train"],
+            *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
+            "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
+            "--log-format", "simple", "--log-interval", "50", *extra,
+        ]
+
     def decode_test_set(self, run_dir):
         """Test hypotheses and references in corpus order (fairseq's tokenized text, BPE removed), and BLEU4."""
         command = [
@@ -271,7 +281,7 @@ class Benchmark:
             os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
             "--max-len-a", "1.2", "--max-len-b", "10", *self.preset["generate"],
         ]
-        _, _, output = measured_run(command, os.path.join(run_dir, "generate.log"), self.threads)
+        output = measured_run(command, os.path.join(run_dir, "generate.log"), self.threads)[2]
         by_id = {"H": {}, "T": {}}
         for kind, index, text in re.findall(r"^([HT])-(\d+)\t(?:[-0-9.e]+\t)?(.*)$", output, re.M):
             by_id[kind][int(index)] = text
@@ -377,8 +387,9 @@ def summarize(runs, rows, records):
     summary = {}
     for row in rows:
         seeds = [seed for seed, by_row in runs.items() if row in by_row]
-        values = {key: [runs[s][row][key] for s in seeds] for key in
-                  ("test_bleu", "best_dev_bleu", "train_seconds", "seconds_per_update", "peak_rss_mib", "updates")}
+        values = {key: [runs[s][row].get(key) for s in seeds] for key in
+                  ("test_bleu", "best_dev_bleu", "train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib",
+                   "updates")}
         summary[row] = {
             key: [statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0] for key, v in values.items()
             if all(x is not None for x in v)
@@ -389,8 +400,9 @@ def summarize(runs, rows, records):
     base = summary[BASELINE]
     for row in rows:
         s = summary[row]
-        for key in ("train_seconds", "seconds_per_update", "peak_rss_mib"):
-            s[f"{key}_ratio"] = s[key][0] / base[key][0]
+        for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
+            if key in s and key in base:
+                s[f"{key}_ratio"] = s[key][0] / base[key][0]
         if row == BASELINE:
             continue
         paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
@@ -409,8 +421,8 @@ def markdown(summary, meta):
         f"{meta['planned_runs']} runs finished.",
         "",
         "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
-        "| p < 0.05 | best dev BLEU | updates | train s | x CE | peak RSS MiB | x CE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p < 0.05 | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def number(value, digits=2):
@@ -424,9 +436,10 @@ def markdown(summary, meta):
             f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
             f"| {'-' if fraction is None else f'{fraction:.0%}'} "
             f"| {number(s.get('best_dev_bleu', [None])[0])} | {s['updates'][0]:.0f} | {s['train_seconds'][0]:.0f} "
-            f"| {number(s.get('train_seconds_ratio'))} | {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
+            f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
+            f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
-    lines.append("| actor-critic | not built | | | | | | | | | | | |")
+    lines.append("| actor-critic | not built | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@ Each configuration trains the benchmark's student (same preset, budget, batches 
 schedule as ``scripts/benchmark.py``) and is scored by its best greedy dev BLEU over
 its validations; the test set is not decoded.  Runs are recorded and resumed exactly
 as the benchmark's are.  Writes ``search.md`` and ``search.json`` to ``--out``
-(default ``docs/benchmark/PRESET/search``): dev BLEU against cross-entropy of the
+(default ``docs/benchmark/PRESET``, run records in its ``search-records/``): dev BLEU against cross-entropy of the
 same seeds, time against cross-entropy, and what the teacher did (relative spread of
 ``Phi`` at the end, mean lookahead gain, share of steps with a positive gain).
 """
@@ -23,27 +23,37 @@ import sys
 import benchmark
 from benchmark import L2T, PRESETS, ROWS, Benchmark, add_run_arguments
 
-RELATIVE = ["--unroll-optimizer", "adam", "--unroll-momentum", "--teacher-parametrization", "exp",
-            "--phi-normalization", "token_mean"]
+LINEAR = ["--unroll-optimizer", "sgd", "--teacher-parametrization", "linear", "--phi-normalization", "none"]
+RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
 # name: (loss flags, the configuration whose learned teacher this one starts from, or None)
 CONFIGS = {
     "cross_entropy": (ROWS["cross_entropy"], None),
     "label_smoothed": (ROWS["label_smoothed"], None),
-    "l2t_default": (L2T, None),
+    # the plugin's first defaults: the paper's SGD unroll, a linear W, coefficients used as they are
+    "l2t_linear_sgd": (L2T + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"], None),
     # the brief's measurement: a teacher that moves, and harms (coefficients turn negative)
-    "l2t_sgd_k20_lr1e-2": (L2T + ["--teacher-interval", "20", "--teacher-lr", "1e-2"], None),
+    "l2t_sgd_k20_lr1e-2": (L2T + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"], None),
     # the student's own Adam steps in the unroll, positive coefficients of fixed mean, relative teacher lr
     "adam_relative": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
     "adam_relative_k20": (L2T + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"], None),
     "adam_relative_lr0.2": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"], None),
     "adam_relative_u10": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
                                             "--unroll-steps", "10"], None),
-    "sgd_relative": (L2T + RELATIVE[4:] + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
+    "sgd_relative": (L2T + ["--unroll-optimizer", "sgd"] + RELATIVE[2:] + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
+                     None),
+    # a refresh costs about 35 student updates here: K = 100 keeps the run within 1.5x cross-entropy's time
+    "adam_relative_k100": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"], None),
+    "adam_relative_k100_lr0.03": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], None),
+    "adam_relative_k100_lr0.3": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"], None),
     # the paper's two phases: the teacher adam_relative learned (on the next seed, cyclically: with one seed, the
     # same one) teaches a new student, frozen or learning on
     "adam_relative_frozen": (L2T + RELATIVE + ["--freeze-teacher"], "adam_relative"),
     "adam_relative_continued": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
                                 "adam_relative"),
+    "adam_relative_k100_frozen": (L2T + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
+                                  "adam_relative_k100"),
+    "adam_relative_k100_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
+                                     "adam_relative_k100"),
 }
 BASELINE = "cross_entropy"
 
@@ -51,9 +61,28 @@ BASELINE = "cross_entropy"
 class Search(Benchmark):
     decode_test = False
 
+    def __init__(self, args, preset):
+        super().__init__(args, preset)
+        self.records = os.path.join(args.out, "search-records")  # beside the benchmark's records, never among them
+
     def row_flags(self, row):
         flags = list(CONFIGS[row][0])
         return flags + shlex.split(self.args.l2t_flags) if "l2t_translation" in flags else flags
+
+    def load(self, row, seed):
+        return super().load(row, seed) or self.benchmark_record(row, seed)
+
+    def benchmark_record(self, row, seed):
+        """The benchmark's finished run of exactly this command (cross-entropy, label smoothing), not trained twice."""
+        if not self.args.benchmark_records:
+            return None
+        path = os.path.join(self.args.benchmark_records, self.key(row, seed) + ".json")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            record = json.load(f)
+        wanted = self.train_command(row, seed, "RUN", self.args.max_update)[3:]
+        return record if without_save_dir(shlex.split(record["command"])) == without_save_dir(wanted) else None
 
     def teacher_source(self, row, seed):
         """A two-phase configuration's teacher: the one its source configuration learned on the next seed."""
@@ -92,6 +121,13 @@ class Search(Benchmark):
         with open(os.path.join(self.args.out, "search.md"), "w") as f:
             f.write(text)
         return text
+
+
+def without_save_dir(command):
+    words = list(command)
+    if "--save-dir" in words:
+        del words[words.index("--save-dir") + 1]
+    return words
 
 
 def spread(values):
@@ -145,17 +181,22 @@ def search_markdown(table, meta):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_arguments(parser, "search.md, search.json and run records (default: docs/benchmark/PRESET/search)",
+    add_run_arguments(parser, "search.md, search.json and search-records/ (default: docs/benchmark/PRESET)",
                       "runs/search/PRESET", default_seeds=[1])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--benchmark-records", help="reuse the benchmark's finished runs of the same command "
+                        "(cross_entropy, label_smoothed) from this folder; '' to train them again "
+                        "(default: docs/benchmark/PRESET/records)")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     preset = PRESETS[args.preset]
     args.max_update = args.max_update or preset["max_update"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
     args.jobs = args.jobs or preset["jobs"]
-    args.out = args.out or os.path.join("docs", "benchmark", args.preset, "search")
+    args.out = args.out or os.path.join("docs", "benchmark", args.preset)
     args.work = args.work or os.path.join("runs", "search", args.preset)
+    if args.benchmark_records is None:
+        args.benchmark_records = os.path.join("docs", "benchmark", args.preset, "records")
     # configurations that reuse a teacher need the run that trained it
     args.rows = [name for name in CONFIGS if name in args.configs or any(
         CONFIGS[c][1] == name for c in args.configs)]

@@ -151,6 +151,17 @@ def trained(toy_data, tmp_path_factory):
     return save_dir, result.stdout
 
 
+def teacher_weights(teacher):
+    """``W`` of a saved teacher (its ``state_dict``), whichever its parametrization; and ``W`` at initialization."""
+    from l2t_fairseq.teacher import default_phi_init
+
+    if "log_W" in teacher:
+        weights = teacher["log_W"]
+        return weights.exp(), torch.full_like(weights, default_phi_init(weights.size(0))).log().exp()
+    weights = teacher["W"]
+    return weights, torch.full_like(weights, default_phi_init(weights.size(0)))
+
+
 def teacher_state(checkpoint):
     from fairseq import checkpoint_utils
 

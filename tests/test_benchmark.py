@@ -25,9 +25,9 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     for row, s in summary.items():
         mean, std = s["test_bleu"]
         assert 0 <= mean <= 100 and std >= 0 and s["seeds"] == [1, 2]
-        assert s["train_seconds_ratio"] > 0 and s["peak_rss_mib_ratio"] > 0
+        assert s["train_seconds_ratio"] > 0 and s["cpu_seconds_ratio"] > 0 and s["peak_rss_mib_ratio"] > 0
         if row == "cross_entropy":
-            assert "paired_bootstrap_p" not in s and s["train_seconds_ratio"] == 1.0
+            assert "paired_bootstrap_p" not in s and s["train_seconds_ratio"] == s["cpu_seconds_ratio"] == 1.0
         else:  # sacrebleu's paired bootstrap against cross-entropy, one p-value per seed
             assert len(s["paired_bootstrap_p"]) == 2 and all(0 < p <= 1 for p in s["paired_bootstrap_p"])
             assert 0 <= s["fraction_p_below_0.05"] <= 1

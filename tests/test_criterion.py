@@ -50,6 +50,9 @@ def test_coefficients_are_per_target_word():
 
 
 def make_task(dictionary, **overrides):
+    """A task whose teacher learns ``W`` itself and whose coefficients are used as they are (not the defaults):
+    the tests below set and read ``Phi`` directly."""
+    overrides = {"teacher_parametrization": "linear", "phi_normalization": "none", **overrides}
     cfg = L2TTranslationConfig(
         seed=1, memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0,
         valid_subset="valid", **overrides,

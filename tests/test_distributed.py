@@ -206,8 +206,10 @@ def test_two_ranks_keep_one_teacher_through_an_uneven_epoch(ddp_run):
 def test_two_ranks_resume_with_the_saved_teacher(toy_data, ddp_run, tmp_path):
     for name in ("checkpoint_last.pt", "teacher.jsonl"):
         (tmp_path / name).write_bytes((ddp_run / name).read_bytes())
-    saved = Teacher(*teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]["W"].shape)
-    saved.load_state_dict(teacher_state(tmp_path / "checkpoint_last.pt")["teacher"])
+    state = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
+    parametrization = "exp" if "log_W" in state else "linear"
+    saved = Teacher(*state["log_W" if "log_W" in state else "W"].shape, parametrization=parametrization)
+    saved.load_state_dict(state)
     outputs = ddp_train(toy_data, tmp_path, "--max-update", 22)  # rank 1 unpickles the broadcast checkpoint
     assert all(f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in output for output in outputs[:1])
     resumed = teacher_records(tmp_path)[-1]

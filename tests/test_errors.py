@@ -46,9 +46,11 @@ def test_other_criterion(toy_data, tmp_path):
     assert_one_line_error(result, "--criterion l2t_dlf")
 
 
-def test_momentum_needs_the_adam_unroll(toy_data, tmp_path):
-    result = l2t_train(toy_data, tmp_path, "--max-update", "5", "--unroll-momentum", check=False)
-    assert_one_line_error(result, "--unroll-momentum", "--unroll-optimizer adam")
+def test_momentum_is_a_choice_of_the_adam_unroll(toy_data, tmp_path):
+    result = l2t_train(
+        toy_data, tmp_path, "--max-update", "5", "--unroll-optimizer", "sgd", "--no-unroll-momentum", check=False
+    )
+    assert_one_line_error(result, "--no-unroll-momentum", "--unroll-optimizer sgd")
 
 
 def test_adam_unroll_needs_an_adam_student(toy_data, tmp_path):
@@ -63,6 +65,6 @@ def test_teacher_of_another_parametrization(trained, toy_data, tmp_path):
     save_dir, _ = trained
     result = l2t_train(
         toy_data, tmp_path, "--max-update", "5", "--teacher-path", save_dir / "checkpoint_last.pt",
-        "--teacher-parametrization", "exp", check=False,
+        "--teacher-parametrization", "linear", check=False,
     )
-    assert_one_line_error(result, "--teacher-path", "--teacher-parametrization linear", "this run has exp")
+    assert_one_line_error(result, "--teacher-path", "--teacher-parametrization exp", "this run has linear")

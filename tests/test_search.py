@@ -20,10 +20,37 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     learned = configs["adam_relative"]
     assert learned["time_ratio_to_ce"] > 0 and "dev_gain_to_ce" in learned
     assert 0 <= learned["positive_steps"] <= 1 and learned["phi_max_over_min"] >= 1
-    frozen = json.loads((out / "records" / "adam_relative_frozen-seed1.json").read_text())
+    frozen = json.loads((out / "search-records" / "adam_relative_frozen-seed1.json").read_text())
     assert "adam_relative-seed1.teacher.pt" in frozen["command"] and "--freeze-teacher" in frozen["command"]
     # selection on the validation set only: nothing decoded the test set
-    assert not list(out.glob("records/*.hyp")) and not list(work.glob("*/generate.log"))
+    assert not list(out.glob("search-records/*.hyp")) and not list(work.glob("*/generate.log"))
+    assert not (out / "records").exists()  # the benchmark's records folder is never written by the search
     assert "test_bleu" not in frozen
     table = (out / "search.md").read_text()
     assert "| adam_relative_frozen | 1 |" in table and table in result.stdout
+
+
+def test_search_reuses_only_the_benchmarks_runs_of_the_same_command(small_data, tmp_path):
+    common = ["python", "scripts/search.py", "--preset", "iwslt14-small", "--data", small_data,
+              "--max-update", "4", "--validate-every", "2", "--jobs", "1", "--configs", "cross_entropy"]
+    first = tmp_path / "first"
+    run(*common, "--out", first, "--work", tmp_path / "work1", "--benchmark-records", "")
+    trained = json.loads((first / "search-records" / "cross_entropy-seed1.json").read_text())
+    benchmark = tmp_path / "benchmark"
+    benchmark.mkdir()
+    (benchmark / "cross_entropy-seed1.json").write_text(json.dumps(trained))
+
+    # the same command (up to its training folder): recorded, not trained again
+    work = tmp_path / "work2"
+    result = run(*common, "--out", tmp_path / "second", "--work", work, "--benchmark-records", benchmark)
+    assert "cross_entropy-seed1: recorded, skipped" in result.stdout and not (work / "cross_entropy-seed1").exists()
+    reused = json.loads((tmp_path / "second" / "search.json").read_text())["configs"]["cross_entropy"]
+    assert reused["best_dev_bleu"][0] == trained["best_dev_bleu"]
+
+    # another command (here another seed in the record): trained again
+    (benchmark / "cross_entropy-seed1.json").write_text(
+        json.dumps(dict(trained, command=trained["command"].replace("--seed 1", "--seed 7")))
+    )
+    work = tmp_path / "work3"
+    result = run(*common, "--out", tmp_path / "third", "--work", work, "--benchmark-records", benchmark)
+    assert "recorded, skipped" not in result.stdout and (work / "cross_entropy-seed1" / "train.log").is_file()

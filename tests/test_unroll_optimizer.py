@@ -7,7 +7,7 @@ from fairseq import optim
 from conftest import synthetic_batch, tiny_student
 from l2t_fairseq.hypergrad import inner_step
 from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
-from l2t_fairseq.unroll_optimizer import adam_rule
+from l2t_fairseq.unroll_optimizer import adam_rule, student_rule
 from test_mixed_precision import fp16_config
 
 PHI = 0.5
@@ -69,3 +69,19 @@ def test_adam_rule_refuses_another_optimizer(dictionary):
     sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd").optimizer, list(model.parameters()))
     with pytest.raises(SystemExit, match="--unroll-optimizer adam needs fairseq's --optimizer adam"):
         adam_rule(model, sgd)
+
+
+def test_auto_unroll_follows_the_students_optimizer(dictionary):
+    """--unroll-optimizer auto: Adam's step for an Adam student, SGD with --unroll-lr for any other."""
+    model = tiny_student("transformer", dictionary).float()
+    sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd").optimizer, list(model.parameters()))
+    rule = student_rule(model, sgd, "auto", sgd_lr=0.3)
+    assert rule.lr == 0.3 and rule.preconditioner is None and rule.momentum == 0
+    adam = optim.build_optimizer(fp16_config("--optimizer", "adam").optimizer, list(model.parameters()))
+    step_loss = make_step_loss(model, dictionary.pad())
+    adam.backward(step_loss(trainable_params(model), torch.full((len(dictionary),), PHI),
+                            (synthetic_batch(dictionary, sentences=2, seed=1), 0)))
+    adam.step()
+    rule = student_rule(model, adam, "auto", sgd_lr=0.3)
+    assert rule.preconditioner is not None and rule.momentum == 0.9 and rule.velocity is not None
+    assert student_rule(model, adam, "auto", sgd_lr=0.3, momentum=False).momentum == 0

@@ -3,8 +3,9 @@
 Ordinary student steps are fairseq's own (its optimizer, its schedule).  Every
 ``--teacher-interval`` updates the task refreshes the student's state ``s_t``
 and, unless the teacher is frozen, takes one teacher optimization step: RMD
-through ``--unroll-steps`` differentiable SGD steps replayed from the current
-student on the most recent training batches (paper eqs. 1, 3-5, Algorithm 1),
+through ``--unroll-steps`` differentiable student steps (the student's own Adam
+steps, or SGD as in eq. 1) replayed from the current student on the most recent
+training batches (paper eqs. 1, 3-5, Algorithm 1),
 maximizing the smoothed expected BLEU (section 3.3) of a batch of the valid
 subset.  Each refresh is logged to ``SAVE_DIR/teacher.jsonl``.
 
@@ -47,7 +48,7 @@ from l2t_fairseq.expected_bleu import (
 from l2t_fairseq.student import fp32_params, make_step_loss
 from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
 from l2t_fairseq.teaching import Unrolled, teach_once
-from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, adam_rule
+from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, student_rule
 
 logger = logging.getLogger(__name__)
 
@@ -62,28 +63,35 @@ class L2TTranslationConfig(TranslationConfig):
         default=100, metadata={"help": "K: one teacher update (and state refresh) every K student updates"}
     )
     unroll_steps: int = field(
-        default=5, metadata={"help": "U: differentiable SGD steps of the student unrolled per teacher update"}
+        default=5, metadata={"help": "U: differentiable steps of the student unrolled per teacher update"}
     )
     unroll_optimizer: ChoiceEnum(UNROLL_OPTIMIZERS) = field(
-        default="sgd",
-        metadata={"help": "the student's steps as the unroll replays them: plain SGD with --unroll-lr (eq. 1), or "
-                  "the student's own Adam step (fairseq's current lr and Adam's second moment, held fixed)"},
+        default="auto",
+        metadata={"help": "the student's steps as the unroll replays them: plain SGD with --unroll-lr (eq. 1), "
+                  "the student's own Adam step (fairseq's current lr and Adam's moments, held fixed), or auto: "
+                  "adam for a student trained with --optimizer adam, sgd otherwise"},
     )
     unroll_lr: float = field(
-        default=1.0, metadata={"help": "learning rate eta of the unrolled SGD steps (eq. 1; --unroll-optimizer sgd)"}
+        default=1.0, metadata={"help": "learning rate eta of the unrolled SGD steps (eq. 1; the sgd unroll)"}
     )
-    unroll_momentum: bool = field(
-        default=False, metadata={"help": "with --unroll-optimizer adam: carry Adam's first moment through the unroll"}
+    no_unroll_momentum: bool = field(
+        default=False,
+        metadata={"help": "with the Adam unroll: step along the fresh gradient instead of carrying Adam's first "
+                  "moment through the unroll"},
     )
-    teacher_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the teacher"})
+    teacher_lr: float = field(
+        default=0.1,
+        metadata={"help": "Adam learning rate of the teacher (with the exp parametrization: relative to the "
+                  "coefficients' size)"},
+    )
     teacher_keys: int = field(default=5, metadata={"help": "N: number of keys of the teacher's attention"})
     teacher_parametrization: ChoiceEnum(PARAMETRIZATIONS) = field(
-        default="linear",
+        default="exp",
         metadata={"help": "the teacher learns W itself (linear) or log W (exp: coefficients stay positive, and "
                   "--teacher-lr is relative to their size)"},
     )
     phi_normalization: ChoiceEnum(PHI_NORMALIZATIONS) = field(
-        default="none",
+        default="token_mean",
         metadata={"help": "token_mean: rescale each batch's coefficients to the mean 1/ln|V|, so the teacher sets "
                   "only the words' relative weights"},
     )
@@ -139,8 +147,8 @@ def check_flags(cfg):
     ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
-    if cfg.unroll_momentum and cfg.unroll_optimizer != "adam":
-        raise UsageError("--unroll-momentum carries Adam's first moment: it needs --unroll-optimizer adam")
+    if cfg.no_unroll_momentum and cfg.unroll_optimizer == "sgd":
+        raise UsageError("--no-unroll-momentum is a choice of the Adam unroll; --unroll-optimizer sgd has no momentum")
 
 
 def load_teacher_state(path, vocab_size, num_keys, parametrization):
@@ -346,10 +354,9 @@ class L2TTranslationTask(TranslationTask):
         candidates = build_candidates(
             dev_sample, [s + g for s, g in zip(sampled, greedy)], self.text, pad, self.tgt_dict.eos()
         )
-        if self.cfg.unroll_optimizer == "adam":
-            rule = adam_rule(model, optimizer, momentum=self.cfg.unroll_momentum)
-        else:
-            rule = UpdateRule(lr=self.cfg.unroll_lr)
+        rule = student_rule(
+            model, optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, momentum=not self.cfg.no_unroll_momentum
+        )
         return Unrolled(
             step_loss=make_step_loss(model, pad, self.coefficient_mean),
             params=fp32_params(model, optimizer),
