@@ -10,8 +10,9 @@ Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
 - ``l2t_dlf_frozen``: the paper's test phase.  The teacher of the finished
   ``l2t_dlf`` run of the *next* seed (cyclically), frozen, teaches a fresh student;
 - ``cross_entropy_equal_time``: cross-entropy given as many updates as fit in
-  the ``l2t_dlf`` run's training time of the same seed (at the cross-entropy
-  run's speed): is the teacher better than spending its compute on more CE?
+  the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
+  cross-entropy run's speed): is the teacher better than spending its compute
+  on more CE?
 - ``sequence_risk`` (MRT), ``softmax_margin``: fine-tunes of the cross-entropy
   run from its checkpoint at ``--sequence-start`` of the budget (Edunov et al.
   2018); their time is the prorated cross-entropy part plus their own.
@@ -211,8 +212,7 @@ class Benchmark:
             updates = args.max_update - args.sequence_start_update
             extra = ["--finetune-from-model", start[0], "--lr-scheduler", "fixed", "--lr", str(args.finetune_lr)]
         elif row == "cross_entropy_equal_time":
-            ce, l2t = done[(BASELINE, seed)], done[("l2t_dlf", seed)]
-            updates = round(l2t["train_seconds"] / (ce["train_seconds"] / ce["updates"]))
+            updates = equal_time_updates(done[(BASELINE, seed)], done[("l2t_dlf", seed)])
         if self.teacher_source(row, seed):
             extra = ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
         command = self.train_command(row, seed, run_dir, updates, extra)
@@ -355,6 +355,13 @@ class Benchmark:
             f.write(table)
         plot_all(self.args.out, self.args.data)
         return table
+
+
+def equal_time_updates(ce, l2t):
+    """As many cross-entropy updates as fit in the L2T run's compute at the cross-entropy run's speed: CPU seconds
+    (which hardly depend on what else runs beside) where both records have them, else training seconds."""
+    key = "cpu_seconds" if "cpu_seconds" in ce and "cpu_seconds" in l2t else "train_seconds"
+    return round(l2t[key] / (ce[key] / ce["updates"]))
 
 
 def write_lines(path, lines):

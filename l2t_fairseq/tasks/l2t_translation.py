@@ -80,7 +80,7 @@ class L2TTranslationConfig(TranslationConfig):
                   "moment through the unroll"},
     )
     teacher_lr: float = field(
-        default=0.1,
+        default=0.03,
         metadata={"help": "Adam learning rate of the teacher (with the exp parametrization: relative to the "
                   "coefficients' size)"},
     )
