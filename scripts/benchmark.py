@@ -134,7 +134,8 @@ def fail(message):
 
 def measured_run(command, log_path, threads):
     """Runs ``command``; returns (wall seconds, peak RSS in MiB, output, CPU seconds).  Fails loudly with the
-    log's tail.  CPU seconds (user + system) hardly depend on what else the machine runs; wall seconds do."""
+    log's tail.  CPU seconds (user + system) leave out the time spent waiting for a core, which wall seconds
+    count; both still grow when the machine is oversubscribed (shared caches and memory bandwidth)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, "w") as log:
@@ -359,7 +360,7 @@ class Benchmark:
 
 def equal_time_updates(ce, l2t):
     """As many cross-entropy updates as fit in the L2T run's compute at the cross-entropy run's speed: CPU seconds
-    (which hardly depend on what else runs beside) where both records have them, else training seconds."""
+    (which leave out waiting for a core) where both records have them, else training seconds."""
     key = "cpu_seconds" if "cpu_seconds" in ce and "cpu_seconds" in l2t else "train_seconds"
     return round(l2t[key] / (ce[key] / ce["updates"]))
 
