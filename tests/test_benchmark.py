@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
@@ -31,6 +33,8 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
         else:  # sacrebleu's paired bootstrap against cross-entropy, one p-value per seed
             assert len(s["paired_bootstrap_p"]) == 2 and all(0 < p <= 1 for p in s["paired_bootstrap_p"])
             assert 0 <= s["fraction_p_below_0.05"] <= 1
+            differences = [runs[seed][row]["test_bleu"] - runs[seed]["cross_entropy"]["test_bleu"] for seed in "12"]
+            assert s["gap_to_ce"] == pytest.approx(sum(differences) / 2)  # paired: the same seeds
     for seed in ("1", "2"):
         ce, l2t = runs[seed]["cross_entropy"], runs[seed]["l2t_dlf"]
         assert runs[seed]["sequence_risk"]["updates"] == 6  # 3 cross-entropy updates, then 3 of MRT
@@ -59,3 +63,9 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["meta"]["finished_runs"] == 12 and "label_smoothed" in results["summary"]
     assert results["runs"]["1"]["cross_entropy"] == runs["1"]["cross_entropy"]  # not redone
+
+    # --report: the tables from the records alone, nothing trained, even with a run missing
+    (out / "records" / "label_smoothed-seed2.json").unlink()
+    report = benchmark(small_data, out, work, *ROWS, "label_smoothed", "--report")
+    assert " start " not in report.stdout and (out / "results.md").read_text() in report.stdout
+    assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 11
