@@ -60,6 +60,18 @@ def split_like_optimizer(model, tensors):
     return {name: t.view(p.shape) for (name, p), t in zip(params.items(), tensors)}
 
 
+def master_weights(optimizer):
+    """fairseq ``FP16Optimizer``'s fp32 master weights, as a list in the trainer's parameter order (one flat
+    buffer, or one tensor per parameter with ``--fp16-no-flatten-grads``); ``None`` for an optimizer that steps
+    the model's own weights."""
+    master = getattr(optimizer, "fp32_params", None)
+    if isinstance(master, dict):  # flattened: {device: one flat buffer}
+        if len(master) != 1:
+            raise UsageError("--pipeline-model-parallel with --fp16/--bf16: the teacher needs the student on one device")
+        return list(master.values())
+    return master
+
+
 def fp32_params(model, optimizer):
     """The student's trainable weights in fp32, detached: ``omega_0`` of the unroll.
 
@@ -70,13 +82,9 @@ def fp32_params(model, optimizer):
     parameters, then the criterion's).  The unroll starts from a *copy* of
     them: the optimizer updates that buffer in place.
     """
-    master = getattr(optimizer, "fp32_params", None)
+    master = master_weights(optimizer)
     if master is None:
         return {name: p.detach() for name, p in trainable_params(model).items()}
-    if isinstance(master, dict):  # flattened: {device: one flat buffer}
-        if len(master) != 1:
-            raise UsageError("--pipeline-model-parallel with --fp16/--bf16: the teacher needs the student on one device")
-        master = list(master.values())
     return {name: t.detach().clone() for name, t in split_like_optimizer(model, master).items()}
 
 

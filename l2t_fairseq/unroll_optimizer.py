@@ -28,7 +28,7 @@ from typing import Dict, Optional
 import torch
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.student import split_like_optimizer
+from l2t_fairseq.student import master_weights, split_like_optimizer
 
 UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 
@@ -63,11 +63,8 @@ def adam_rule(model, optimizer, momentum=False):
     group = torch_optimizer.param_groups[0]
     if not is_adam(optimizer):
         raise UsageError(f"--unroll-optimizer adam needs fairseq's --optimizer adam, got {type(optimizer).__name__}")
-    master = getattr(optimizer, "fp32_params", None)
-    if master is None:
-        keys = group["params"]
-    else:
-        keys = list(master.values()) if isinstance(master, dict) else master
+    master = master_weights(optimizer)
+    keys = group["params"] if master is None else master
 
     def state(key):
         try:

@@ -397,6 +397,11 @@ def paired_bootstrap(records, baseline, row, seed):
     return scores["BLEU"][1].p_value
 
 
+def spread(values):
+    """The standard deviation over seeds (0 for one seed)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def summarize(runs, rows, records):
     """Per row: mean and std over seeds, paired-bootstrap p-values against CE, and cost ratios to CE."""
     summary = {}
@@ -406,7 +411,7 @@ def summarize(runs, rows, records):
                   ("test_bleu", "best_dev_bleu", "train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib",
                    "updates")}
         summary[row] = {
-            key: [statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0] for key, v in values.items()
+            key: [statistics.mean(v), spread(v)] for key, v in values.items()
             if all(x is not None for x in v)
         }
         summary[row]["seeds"] = [int(s) for s in seeds]

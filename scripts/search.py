@@ -21,7 +21,7 @@ import statistics
 import sys
 
 import benchmark
-from benchmark import L2T, PRESETS, ROWS, Benchmark, add_run_arguments
+from benchmark import L2T, PRESETS, ROWS, Benchmark, add_run_arguments, spread
 
 LINEAR = ["--unroll-optimizer", "sgd", "--teacher-parametrization", "linear", "--phi-normalization", "none"]
 RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
@@ -128,10 +128,6 @@ def without_save_dir(command):
     if "--save-dir" in words:
         del words[words.index("--save-dir") + 1]
     return words
-
-
-def spread(values):
-    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def teacher_summary(search, row, by_seed):
