@@ -54,6 +54,9 @@ CONFIGS = {
                                   "adam_relative_k100"),
     "adam_relative_k100_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
                                      "adam_relative_k100"),
+    # the default's teacher (lr 0.03) learning on over a second student
+    "adam_relative_k100_lr0.03_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"],
+                                            "adam_relative_k100_lr0.03"),
 }
 BASELINE = "cross_entropy"
 
