@@ -1,5 +1,5 @@
 """What the teacher learned: its coefficients by target-word frequency (written to ``teacher.jsonl``, plotted by
-``scripts/plots.py``)."""
+``l2t-plots``)."""
 
 import numpy as np
 import torch

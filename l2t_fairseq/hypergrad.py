@@ -8,8 +8,9 @@ teacher minimizes (``-M~`` of eq. 2), given as
 computed in chunks (``value_and_grad`` wraps a plain differentiable loss).
 
 The student's steps follow an update rule
-(:class:`l2t_fairseq.unroll_optimizer.UpdateRule`: plain SGD as in eq. 1, or
-the student's own Adam step with its moments frozen).
+(:class:`l2t_fairseq.unroll_optimizer.UpdateRule`: plain SGD as in eq. 1,
+fairseq's SGD, or its Adam step with the moments frozen), whose learning rate
+and decay may differ from step to step (``rule.at(t)``).
 
 The hypergradient is returned with respect to the loss coefficients
 ``Phi_t`` of every unrolled step, not the teacher's parameters: the caller
@@ -33,31 +34,58 @@ def inner_step(step_loss, params, velocity, phi, batch, rule, create_graph=False
     """Eq. (1) under the student's update ``rule``: returns ``(omega_{t+1}, m_{t+1})``.
 
     Plain SGD (the paper): ``omega_{t+1} = omega_t - eta * dL_{Phi_t}(omega_t, D_t) / d omega_t``;
-    see :mod:`l2t_fairseq.unroll_optimizer` for the preconditioned, momentum and decay terms.
+    see :mod:`l2t_fairseq.unroll_optimizer` for the clipping, preconditioned, momentum and decay terms.
     """
     loss = step_loss(params, phi, batch)
     grads = torch.autograd.grad(
         loss, tuple(params.values()), create_graph=create_graph, materialize_grads=True
     )
-    grads = dict(zip(params, grads))
+    grads = rule.direction(dict(zip(params, grads)), params)
     if rule.momentum:
-        velocity = {name: rule.momentum * velocity[name] + (1 - rule.momentum) * g for name, g in grads.items()}
+        velocity = {
+            name: (rule.momentum * velocity[name] if velocity is not None else 0) + (1 - rule.momentum) * g
+            for name, g in grads.items()
+        }
     else:
         velocity = grads
     step = {name: rule.decay * p - rule.lr * rule.precondition(name, velocity[name]) for name, p in params.items()}
     return step, velocity
 
 
-def unroll(step_loss, params, phis, batches, rule):
+def unroll(step_loss, params, phis, batches, rule, keep_every=1):
     """The forward loop of Algorithm 1, without a graph.
 
-    Returns the ``U + 1`` snapshots ``omega_0 .. omega_U``; this is all the
-    reverse loop keeps, so memory grows with ``U x |omega|``.
+    Returns ``{t: (omega_t, m_t)}`` for ``t = 0, k, 2k, ...`` (``k =
+    keep_every``) and ``t = U``: what the reverse loop keeps.  With ``k = 1``
+    that is every snapshot (memory ``U x |omega|``); with ``k ~ sqrt(U)`` the
+    reverse loop recomputes the steps between two kept snapshots (memory
+    ``(U / k + k) x |omega|``, one more forward pass in time).
     """
-    snapshots, velocity = [detached(params)], rule.velocity
+    kept = {0: (detached(params), rule.velocity)}
+    current, velocity = kept[0]
     with torch.enable_grad():
-        for phi, batch in zip(phis, batches):
-            step, velocity = inner_step(step_loss, leaves(snapshots[-1]), velocity, phi.detach(), batch, rule)
+        for t, (phi, batch) in enumerate(zip(phis, batches)):
+            current, velocity = inner_step(step_loss, leaves(current), velocity, phi.detach(), batch, rule.at(t))
+            current, velocity = detached(current), detached(velocity)
+            if (t + 1) % keep_every == 0 or t + 1 == len(batches):
+                # the velocity only to recompute a segment from here (keep_every > 1)
+                kept[t + 1] = (current, velocity if keep_every > 1 else None)
+    return kept
+
+
+def final_weights(step_loss, params, phis, batches, rule):
+    """``omega_U``."""
+    return unroll(step_loss, params, phis, batches, rule, keep_every=len(batches) or 1)[len(batches)][0]
+
+
+def segment(step_loss, start, phis, batches, rule, begin, end):
+    """``[omega_begin, ..., omega_{end-1}]`` recomputed from the kept ``start = (omega_begin, m_begin)``."""
+    snapshots, velocity = [start[0]], start[1]
+    with torch.enable_grad():
+        for t in range(begin, end - 1):
+            step, velocity = inner_step(
+                step_loss, leaves(snapshots[-1]), velocity, phis[t].detach(), batches[t], rule.at(t)
+            )
             snapshots.append(detached(step))
             velocity = detached(velocity)
     return snapshots
@@ -67,8 +95,8 @@ def reverse_step(step_loss, params, phi, batch, rule, d_next, d_velocity_next=No
     """One step of the reverse loop: eqs. (4) and (5) with one Hessian-vector product.
 
     Given the adjoints of ``omega_{t+1}`` (and of ``m_{t+1}`` with momentum),
-    recomputes ``g = dL/d omega_t`` with a graph and differentiates ``g . a``
-    once more, with respect to ``omega_t`` (eq. 4's Hessian-vector product)
+    recomputes ``g' = dL/d omega_t`` (clipped, with its weight decay) with a
+    graph and differentiates ``g' . a`` once more, with respect to ``omega_t`` (eq. 4's Hessian-vector product)
     and ``Phi_t`` (eq. 5's mixed term), where ``a = d m_{t+1} - lr P d omega_{t+1}``
     is the adjoint of the step direction.  The velocity ``m_t`` enters the
     step linearly, so it is not needed here.  Returns
@@ -85,7 +113,8 @@ def reverse_step(step_loss, params, phi, batch, rule, d_next, d_velocity_next=No
         grads = torch.autograd.grad(
             step_loss(params, phi, batch), tuple(params.values()), create_graph=True
         )
-        grad_dot_a = sum((g * direction[name]).sum() for name, g in zip(params, grads))
+        grads = rule.direction(dict(zip(params, grads)), params)
+        grad_dot_a = sum((g * direction[name]).sum() for name, g in grads.items())
         *hvp, mixed = torch.autograd.grad(
             grad_dot_a, (*params.values(), phi), materialize_grads=True
         )
@@ -108,18 +137,25 @@ def value_and_grad(loss):
     return value_and_grad_of
 
 
-def hypergradient(step_loss, dev_value_and_grad, params, phis, batches, rule):
+def hypergradient(step_loss, dev_value_and_grad, params, phis, batches, rule, keep_every=1):
     """RMD through ``U = len(batches)`` steps of the update ``rule`` from ``params``.
 
-    Returns ``(J(omega_U), [dJ/dPhi_t for t in 0..U-1])``.  ``params`` are
-    not modified.
+    Returns ``(J(omega_U), [dJ/dPhi_t for t in 0..U-1], omega_U)``.  ``params``
+    are not modified.  ``keep_every``: see :func:`unroll`; the result does not
+    depend on it (the recomputed steps are the same steps, with the same
+    dropout seeds).
     """
-    snapshots = unroll(step_loss, params, phis, batches, rule)
-    value, d_params = dev_value_and_grad(snapshots[-1])  # eq. (3): d omega_U
+    steps = len(batches)
+    kept = unroll(step_loss, params, phis, batches, rule, keep_every)
+    final = kept[steps][0]
+    value, d_params = dev_value_and_grad(final)  # eq. (3): d omega_U
     d_velocity = None  # J depends on omega_U only
-    d_phis = [None] * len(batches)
-    for t in reversed(range(len(batches))):
-        d_params, d_velocity, d_phis[t] = reverse_step(
-            step_loss, snapshots[t], phis[t], batches[t], rule, d_params, d_velocity
-        )
-    return value, d_phis
+    d_phis = [None] * steps
+    for begin in reversed(range(0, steps, keep_every)):
+        end = min(begin + keep_every, steps)
+        snapshots = segment(step_loss, kept[begin], phis, batches, rule, begin, end)
+        for t in reversed(range(begin, end)):
+            d_params, d_velocity, d_phis[t] = reverse_step(
+                step_loss, snapshots[t - begin], phis[t], batches[t], rule.at(t), d_params, d_velocity
+            )
+    return value, d_phis, final

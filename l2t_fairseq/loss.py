@@ -1,13 +1,21 @@
 """The loss that the teacher sets, as pure functions of the student's outputs (paper section 4.2)."""
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+
+PHI_NORMALIZATIONS = ("none", "token_mean")
+LOSS_SCALES = ("cross_entropy", "paper")
+
 
 def log_probs(net_output):
     """``log p(. | x, y_<r)``, in at least fp32 (fairseq casts fp64 down; tests need fp64)."""
     logits = net_output[0]
     low_precision = logits.dtype in (torch.float16, torch.bfloat16)
     return F.log_softmax(logits, dim=-1, dtype=torch.float32 if low_precision else None)
+
 
 def dynamic_loss(lprobs, target, phi, padding_idx, coefficient_mean=None):
     """``-sum_r sigmoid(Phi[y_r] * log p(y_r | x, y_<r))`` over non-pad tokens.
@@ -30,3 +38,33 @@ def dynamic_loss(lprobs, target, phi, padding_idx, coefficient_mean=None):
         coefficients = coefficients * (coefficient_mean / coefficients.mean())
     loss = -torch.sigmoid(coefficients * target_lprobs).sum()
     return loss, -target_lprobs.sum()
+
+
+@dataclass(frozen=True)
+class StudentLoss:
+    """The student's training loss, one definition for the criterion's step and the teacher's unroll.
+
+    ``lambda * NLL + (1 - lambda) * l_Phi`` summed over the batch's tokens
+    (``nll_weight`` = lambda, 0 by default: the paper's loss alone; the
+    authors' code mixes 0.5 in its last phase).  With ``scale`` s, ``l_Phi``
+    is ``s * (1/2 - sigmoid(Phi log p))`` per token: the paper's loss times a
+    constant, shifted to 0 where ``p = 1``.  ``s = 4 ln |V|`` (``--loss-scale
+    cross_entropy``) gives a coefficient of ``1 / ln |V|`` (where every
+    coefficient starts) a gradient ``-4 sigmoid'(log p / ln |V|)`` in log p,
+    between 0.79 and 1 times cross-entropy's, so a learning rate tuned for
+    cross-entropy fits; ``s = None`` is the paper's ``-sigmoid(Phi log p)``.
+    Returns the summed loss and the summed negative log-likelihood.
+    """
+
+    padding_idx: int
+    coefficient_mean: Optional[float] = None  # --phi-normalization token_mean: the mean the batch is rescaled to
+    nll_weight: float = 0.0
+    scale: Optional[float] = None
+
+    def __call__(self, lprobs, target, phi):
+        loss, nll = dynamic_loss(lprobs, target, phi, self.padding_idx, self.coefficient_mean)
+        if self.scale is not None:
+            loss = self.scale * (loss + 0.5 * target.ne(self.padding_idx).sum())
+        if self.nll_weight:
+            loss = self.nll_weight * nll + (1 - self.nll_weight) * loss
+        return loss, nll

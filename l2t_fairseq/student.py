@@ -13,7 +13,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import dynamic_loss, log_probs
+from l2t_fairseq.loss import log_probs
 
 
 @contextlib.contextmanager
@@ -67,7 +67,9 @@ def master_weights(optimizer):
     master = getattr(optimizer, "fp32_params", None)
     if isinstance(master, dict):  # flattened: {device: one flat buffer}
         if len(master) != 1:
-            raise UsageError("--pipeline-model-parallel with --fp16/--bf16: the teacher needs the student on one device")
+            raise UsageError(
+                "--pipeline-model-parallel with --fp16/--bf16: the teacher needs the student on one device"
+            )
         return list(master.values())
     return master
 
@@ -92,20 +94,26 @@ def functional_log_probs(model, params, sample):
     return log_probs(functional_call(model, params, kwargs=sample["net_input"]))
 
 
-def make_step_loss(model, padding_idx, coefficient_mean=None):
-    """``step_loss(params, phi, (sample, seed))``: the per-token L2T-DLF loss of eq. (1)
-    (``coefficient_mean``: see :func:`l2t_fairseq.loss.dynamic_loss`).
+def make_step_loss(model, loss, sample_size=lambda sample: sample["ntokens"]):
+    """``step_loss(params, phi, (samples, seed))``: the loss of one student update, eq. (1), as the trainer
+    takes it.
 
-    Dropout masks come from ``seed``, so the reverse loop's recomputation of a
-    step sees exactly the masks of the forward unroll; the global RNG is left
-    as it was.
+    ``loss`` is the criterion's :class:`l2t_fairseq.loss.StudentLoss` and
+    ``sample_size`` its normalizer (tokens, or sentences with
+    ``--sentence-avg``).  An update is the list of its micro-batches
+    (``--update-freq``): fairseq sums their losses and divides the gradient by
+    their total sample size.  Dropout masks come from ``seed``, set once per
+    update as fairseq's trainer does, so the replay and the reverse loop's
+    recomputation see exactly the student's masks; the global RNG is left as
+    it was.
     """
 
     def step_loss(params, phi, batch):
-        sample, seed = batch
+        samples, seed = batch
+        total = 0.0
         with utils.set_torch_seed(seed):
-            lprobs = functional_log_probs(model, params, sample)
-        loss, _ = dynamic_loss(lprobs, sample["target"], phi, padding_idx, coefficient_mean)
-        return loss / sample["ntokens"]
+            for sample in samples:
+                total = total + loss(functional_log_probs(model, params, sample), sample["target"], phi)[0]
+        return total / sum(sample_size(sample) for sample in samples)
 
     return step_loss

@@ -17,7 +17,8 @@ class Teacher(nn.Module):
     the student starts on a fixed, cross-entropy-like loss (see
     :func:`default_phi_init`).  ``V`` starts random so that the keys receive
     different attention weights; with equal weights the columns of ``W`` would
-    get identical hypergradients and never separate.
+    get identical hypergradients and never separate.  It is drawn from a
+    generator of its own, seeded with ``seed``, never from the global RNG.
 
     ``parametrization="exp"`` learns ``log W`` instead (parameter ``log_W``):
     every coefficient stays positive (a negative one would train the student
@@ -25,7 +26,9 @@ class Teacher(nn.Module):
     the teacher's learning rate is relative to the coefficients' size.
     """
 
-    def __init__(self, vocab_size, num_keys=5, state_dim=3, phi_init=None, key_init_std=1.0, parametrization="linear"):
+    def __init__(
+        self, vocab_size, num_keys=5, state_dim=3, phi_init=None, key_init_std=1.0, parametrization="linear", seed=None
+    ):
         super().__init__()
         if phi_init is None:
             phi_init = default_phi_init(vocab_size)
@@ -35,7 +38,10 @@ class Teacher(nn.Module):
             self.log_W = nn.Parameter(start.log())
         else:
             self.W = nn.Parameter(start)
-        self.V = nn.Parameter(torch.randn(num_keys, state_dim) * key_init_std)
+        # its own generator: drawing from the global one would shift the student's initialization, and an
+        # L2T student would not start from the weights of the cross-entropy student of the same seed
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.V = nn.Parameter(torch.randn(num_keys, state_dim, generator=generator) * key_init_std)
 
     @property
     def weights(self):

@@ -1,12 +1,17 @@
 """The student's update rule as the unroll replays it (the inner step of eq. 1).
 
-One family covers both choices of ``--unroll-optimizer``::
+One family covers every choice of ``--unroll-optimizer``::
 
-    m'     = beta * m + (1 - beta) * g          (beta = 0: m' = g)
+    g'     = clip(g) + l2 * omega                 (fairseq's --clip-norm; SGD's coupled weight decay)
+    m'     = beta * m + (1 - beta) * g'           (beta = 0: m' = g')
     omega' = decay * omega - lr * P * m'
 
-- ``sgd``: the paper's eq. (1): ``P = 1``, ``beta = 0``, ``decay = 1``, ``lr =
-  --unroll-lr``.
+- ``sgd``: the paper's eq. (1), ``P = 1``.  For a student trained with
+  fairseq's ``--optimizer sgd`` this is its own step: the scheduler's current
+  learning rate, its momentum (``beta``, with ``lr / (1 - beta)`` and the
+  momentum buffer as ``m / (1 - beta)``: torch's ``buf = beta buf + g'``) and
+  its weight decay (``l2``).  For another student, plain SGD at the student's
+  current learning rate, or ``--unroll-lr``.
 - ``adam``: the steps the student really takes under fairseq's Adam, with
   Adam's second moment frozen over the U steps: ``P = 1 / (sqrt(v) + eps)``
   from fairseq's optimizer state, ``lr`` the scheduler's current learning rate
@@ -14,16 +19,18 @@ One family covers both choices of ``--unroll-optimizer``::
   (``decay = 1 - weight_decay * lr``).  The first moment ``m`` is carried too
   (``beta = beta1``, starting from Adam's ``exp_avg``); with
   ``--no-unroll-momentum`` the step uses the fresh gradient (``beta = 0``).
-- ``auto`` (the default): ``adam`` if the student is trained with fairseq's
-  Adam, ``sgd`` otherwise.
+- ``auto`` (the default): ``adam`` for a student trained with fairseq's Adam,
+  ``sgd`` for one trained with its SGD; any other optimizer is refused.
 
-Everything here is a constant of the unroll: the hypergradient differentiates
-through ``g`` only (``l2t_fairseq.hypergrad``).
+``clip`` is fairseq's ``--clip-norm``, ``g * min(1, c / (|g| + 1e-6))``, and it
+is differentiated (:mod:`l2t_fairseq.hypergrad`).  Everything else here is a
+constant of the unroll: the hypergradient differentiates through ``g`` only.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 
@@ -35,56 +42,138 @@ UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 
 @dataclass
 class UpdateRule:
-    lr: float
+    lr: Union[float, Sequence[float]]  # one for every step, or one per step
     preconditioner: Optional[Dict[str, torch.Tensor]] = None  # P by parameter name; None: 1
     momentum: float = 0.0  # beta
     velocity: Optional[Dict[str, torch.Tensor]] = None  # m_0 (with momentum)
-    decay: float = 1.0
+    decay: Union[float, Sequence[float]] = 1.0  # one for every step, or one per step
+    l2: float = 0.0  # coupled weight decay (torch's SGD)
+    clip_norm: float = 0.0  # fairseq's --clip-norm; 0: none
+
+    def at(self, t):
+        """The rule of step ``t``: its own learning rate and decay where they are given per step."""
+        if isinstance(self.lr, (int, float)) and isinstance(self.decay, (int, float)):
+            return self
+        return dataclasses.replace(
+            self,
+            lr=self.lr if isinstance(self.lr, (int, float)) else self.lr[t],
+            decay=self.decay if isinstance(self.decay, (int, float)) else self.decay[t],
+        )
 
     def precondition(self, name, tensor):
         return tensor if self.preconditioner is None else tensor * self.preconditioner[name]
 
+    def direction(self, grads, params):
+        """``g'``: the clipped gradient plus the coupled weight decay (differentiable in ``grads`` and ``params``)."""
+        if self.clip_norm > 0:
+            norm = torch.sqrt(sum((g**2).sum() for g in grads.values()))
+            scale = (self.clip_norm / (norm + 1e-6)).clamp(max=1)
+            grads = {name: g * scale for name, g in grads.items()}
+        if self.l2:
+            grads = {name: g + self.l2 * params[name] for name, g in grads.items()}
+        return grads
 
-def is_adam(optimizer):
-    """Whether fairseq's ``optimizer`` (or the one inside its FP16Optimizer) is Adam."""
-    return "betas" in optimizer.optimizer.param_groups[0]
+
+def optimizer_name(optimizer):
+    """``adam``, ``sgd`` or the torch optimizer's class name, for fairseq's ``optimizer`` (or its FP16Optimizer)."""
+    torch_optimizer = optimizer.optimizer
+    if "betas" in torch_optimizer.param_groups[0]:
+        return "adam"
+    if type(torch_optimizer) is torch.optim.SGD:
+        return "sgd"
+    return type(torch_optimizer).__name__
 
 
-def student_rule(model, optimizer, choice, sgd_lr, momentum=True):
+def check_optimizer(optimizer, choice):
+    """One line, before the first update, for an ``--unroll-optimizer`` that cannot replay the student's steps."""
+    name = optimizer_name(optimizer)
+    if choice == "adam" and name != "adam":
+        raise UsageError(f"--unroll-optimizer adam needs fairseq's --optimizer adam, got {name}")
+    if choice == "auto" and name not in ("adam", "sgd"):
+        raise UsageError(
+            f"--unroll-optimizer auto replays fairseq's adam or sgd steps, the student uses {name}: "
+            "choose --unroll-optimizer sgd (plain SGD at the student's learning rate)"
+        )
+
+
+def student_rule(model, optimizer, choice, unroll_lr=None, momentum=True, clip_norm=0.0):
     """The update rule of ``--unroll-optimizer choice`` for the student's current optimizer state."""
-    if choice == "adam" or (choice == "auto" and is_adam(optimizer)):
-        return adam_rule(model, optimizer, momentum)
-    return UpdateRule(lr=sgd_lr)
+    check_optimizer(optimizer, choice)
+    if choice == "adam" or (choice == "auto" and optimizer_name(optimizer) == "adam"):
+        rule = adam_rule(model, optimizer, momentum)
+    else:
+        rule = sgd_rule(model, optimizer, unroll_lr)
+    rule.clip_norm = clip_norm
+    return rule
+
+
+def optimizer_state(model, optimizer, key):
+    """One entry of the torch optimizer's per-parameter state by parameter name (of the fp32 master weights
+    under FP16Optimizer); None before the first step."""
+    torch_optimizer = optimizer.optimizer  # FP16Optimizer: the one stepping the fp32 master weights
+    master = master_weights(optimizer)
+    keys = torch_optimizer.param_groups[0]["params"] if master is None else master
+    try:
+        tensors = [torch_optimizer.state[p][key] for p in keys]
+    except KeyError:
+        return None
+    if any(t is None for t in tensors):
+        return None
+    return split_like_optimizer(model, tensors)
+
+
+def step_size(optimizer, choice, unroll_lr=None, momentum=True):
+    """``(lr, decay)`` of the student's next step under ``--unroll-optimizer choice``: what changes from one update
+    to the next (the scheduler's learning rate, Adam's bias corrections), cheap to record at every update."""
+    name = optimizer_name(optimizer)
+    group = optimizer.optimizer.param_groups[0]
+    lr = optimizer.get_lr()
+    if choice == "adam" or (choice == "auto" and name == "adam"):
+        state = optimizer.optimizer.state.get(first_param(optimizer), {})
+        if "exp_avg_sq" not in state:
+            return 0.0, 1.0  # no step taken yet: no second moment to precondition with
+        (beta1, beta2), steps = group["betas"], int(state["step"]) + 1  # the next step's bias corrections
+        scale = math.sqrt(1 - beta2**steps) / ((1 - beta1**steps) if momentum else 1.0)
+        return lr * scale, 1 - group.get("weight_decay", 0.0) * lr
+    lr = lr if unroll_lr is None else unroll_lr
+    return lr / (1 - group.get("momentum", 0.0)) if name == "sgd" else lr, 1.0
+
+
+def first_param(optimizer):
+    master = master_weights(optimizer)
+    return (optimizer.optimizer.param_groups[0]["params"] if master is None else master)[0]
+
+
+def sgd_rule(model, optimizer, unroll_lr=None):
+    """Fairseq's SGD step as it would be taken now (see the module docstring); plain SGD for another optimizer."""
+    lr, _ = step_size(optimizer, "sgd", unroll_lr)
+    if optimizer_name(optimizer) != "sgd":
+        return UpdateRule(lr=lr)
+    group = optimizer.optimizer.param_groups[0]
+    beta = group["momentum"]
+    if group.get("nesterov") or group.get("dampening"):
+        raise UsageError("--unroll-optimizer sgd replays SGD without Nesterov momentum or dampening")
+    if not beta:
+        return UpdateRule(lr=lr, l2=group["weight_decay"])
+    buffers = optimizer_state(model, optimizer, "momentum_buffer")
+    return UpdateRule(
+        lr=lr, momentum=beta, l2=group["weight_decay"],
+        velocity=None if buffers is None else {name: (1 - beta) * b for name, b in buffers.items()},
+    )
 
 
 def adam_rule(model, optimizer, momentum=False):
     """The Adam step fairseq's optimizer would take now, with its moments frozen (see the module docstring)."""
-    torch_optimizer = optimizer.optimizer  # FP16Optimizer: the one stepping the fp32 master weights
-    group = torch_optimizer.param_groups[0]
-    if not is_adam(optimizer):
-        raise UsageError(f"--unroll-optimizer adam needs fairseq's --optimizer adam, got {type(optimizer).__name__}")
-    master = master_weights(optimizer)
-    keys = group["params"] if master is None else master
-
-    def state(key):
-        try:
-            tensors = [torch_optimizer.state[p][key] for p in keys]
-        except KeyError:
-            return None  # no step taken yet
-        return split_like_optimizer(model, tensors)
-
-    second_moment = state("exp_avg_sq")
+    check_optimizer(optimizer, "adam")
+    group = optimizer.optimizer.param_groups[0]
+    second_moment = optimizer_state(model, optimizer, "exp_avg_sq")
     if second_moment is None:
         return UpdateRule(lr=0.0)
-    (beta1, beta2), eps = group["betas"], group["eps"]
-    steps = int(torch_optimizer.state[keys[0]]["step"]) + 1  # the next step's bias corrections
-    lr = optimizer.get_lr() * math.sqrt(1 - beta2**steps)
-    if momentum:
-        lr /= 1 - beta1**steps
+    lr, decay = step_size(optimizer, "adam", momentum=momentum)
     return UpdateRule(
         lr=lr,
-        preconditioner={name: 1 / (v.sqrt() + eps) for name, v in second_moment.items()},
-        momentum=beta1 if momentum else 0.0,
-        velocity=state("exp_avg") if momentum else None,
-        decay=1 - group.get("weight_decay", 0.0) * optimizer.get_lr(),
+        preconditioner={name: 1 / (v.sqrt() + group["eps"]) for name, v in second_moment.items()},
+        momentum=group["betas"][0] if momentum else 0.0,
+        velocity=optimizer_state(model, optimizer, "exp_avg") if momentum else None,
+        decay=decay,
     )

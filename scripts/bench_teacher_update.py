@@ -4,10 +4,11 @@
 
 Builds the student, criterion and fairseq Trainer exactly as ``fairseq-train``
 does (``transformer_l2t_toy`` by default), times ``trainer.train_step`` on training
-batches, then ``task.teach``: everything the task does every K updates (greedy
-decoding of a training and a dev batch for the state, decoding the dev
-candidates, RMD through U unrolled steps replayed on the latest U batches, the
-teacher's Adam step), and prints medians and their ratio.  Run it under
+batches, then one refresh (``Teaching.refresh``): everything the teacher does
+every K updates (greedy decoding of a training and a dev batch for the state,
+decoding the dev candidates and a held-out batch's, RMD through the student's
+latest U updates, the teacher's Adam step, the lookahead gain), and prints
+medians and their ratio.  Run it under
 ``python -m cProfile -s tottime`` to see where the time goes.
 """
 
@@ -21,6 +22,7 @@ import torch
 from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +59,7 @@ def main():
     update_times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        task.teach(sample, trainer.model, trainer.optimizer, trainer.get_num_updates())
+        task.teaching.refresh(task, sample, trainer.model, criterion, trainer.optimizer, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)
     step, update = statistics.median(step_times), statistics.median(update_times)
     print(f"device: {'cuda' if torch.cuda.is_available() and not cfg.common.cpu else 'cpu'}, "

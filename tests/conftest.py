@@ -11,7 +11,7 @@ from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.models import lstm, transformer
 
 import l2t_fairseq  # noqa: F401 - registers the task and criterion
-from l2t_fairseq.expected_bleu import build_candidates
+from l2t_fairseq.candidates import build_candidates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
@@ -68,8 +68,8 @@ def synthetic_batch(dictionary, sentences=3, seed=0, max_len=6):
 
 
 def dictionary_text(dictionary):
-    """``text(tokens)`` as the task builds it: the target string without padding or EOS."""
-    return lambda tokens: dictionary.string(tokens[tokens.ne(dictionary.pad())])
+    """``text(tokens, reference=False)`` as the task builds it: the target string without padding or EOS."""
+    return lambda tokens, reference=False: dictionary.string(tokens[tokens.ne(dictionary.pad())])
 
 
 def synthetic_candidates(dictionary, sample, per_sentence=4, seed=0):
@@ -114,13 +114,26 @@ def preprocess(corpus, destdir, *extra):
     return destdir
 
 
-def l2t_train(data, save_dir, *extra, check=True):
-    return run(
-        "fairseq-train", data, "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
+def l2t_flags(data, save_dir, *extra):
+    """fairseq-train's flags for the toy L2T-DLF student (Adam, as the demo)."""
+    return [
+        str(data), "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
         "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
-        "--warmup-updates", "100", "--max-tokens", "2000", "--save-dir", save_dir, "--no-epoch-checkpoints",
-        "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1", *extra, check=check,
-    )
+        "--warmup-updates", "100", "--max-tokens", "2000", "--save-dir", str(save_dir), "--no-epoch-checkpoints",
+        "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1", *map(str, extra),
+    ]
+
+
+def l2t_train(data, save_dir, *extra, check=True):
+    return run("fairseq-train", *l2t_flags(data, save_dir, *extra), check=check)
+
+
+def train_in_process(monkeypatch, *flags):
+    """``fairseq-train FLAGS`` in this process (no interpreter start-up, no fairseq import)."""
+    from fairseq_cli.train import cli_main
+
+    monkeypatch.setattr(sys, "argv", ["fairseq-train", *map(str, flags)])
+    cli_main()
 
 
 @pytest.fixture(scope="session")

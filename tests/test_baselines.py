@@ -4,8 +4,8 @@ from argparse import Namespace
 
 import pytest
 import torch
+from conftest import PLUGIN, run, synthetic_batch, tiny_student, train_in_process
 
-from conftest import PLUGIN, run, synthetic_batch, tiny_student
 from l2t_fairseq.criterions.sequence_risk import SequenceRiskCriterion
 from l2t_fairseq.criterions.softmax_margin import SoftmaxMarginCriterion
 from l2t_fairseq.loss import log_probs
@@ -75,17 +75,16 @@ def test_baselines_train_with_fairseq(toy_data, tmp_path, criterion):
     assert "candidate_bleu" in result.stdout and "sequence_loss" in result.stdout
 
 
-def test_baselines_refuse_bad_flags(toy_data, tmp_path):
+def test_baselines_refuse_bad_flags(toy_data, tmp_path, monkeypatch):
     for flags, message in (
         (["--criterion", "sequence_risk", "--candidates", "0"], "--candidates must be at least 1, got 0"),
         (["--criterion", "softmax_margin", "--token-nll-weight", "1.5"],
          "--token-nll-weight must be in [0, 1], got 1.5"),
     ):
-        result = run(
-            "fairseq-train", toy_data, "--user-dir", PLUGIN, "--task", "translation", *flags,
-            "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
-            "--max-update", "1", "--save-dir", tmp_path, "--cpu", check=False,
-        )
-        assert result.returncode != 0
-        assert result.stderr.strip().splitlines()[-1] == f"l2t_fairseq: error: {message}"
-        assert "Traceback" not in result.stderr
+        with pytest.raises(SystemExit) as stopped:
+            train_in_process(
+                monkeypatch, toy_data, "--user-dir", PLUGIN, "--task", "translation", *flags,
+                "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",
+                "--max-update", "1", "--save-dir", tmp_path, "--cpu",
+            )
+        assert str(stopped.value.code) == f"l2t_fairseq: error: {message}"

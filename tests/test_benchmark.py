@@ -1,9 +1,8 @@
-"""scripts/benchmark.py end to end on the tiny IWSLT'14 slice: every row, the significance tests, resuming."""
+"""l2t-benchmark end to end on the tiny IWSLT'14 slice: every row, the significance tests, resuming."""
 
 import json
 
 import pytest
-
 from conftest import run
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
@@ -11,7 +10,7 @@ ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time"
 
 def benchmark(data, out, work, *rows):
     return run(
-        "python", "scripts/benchmark.py", "--preset", "iwslt14-small", "--data", data, "--out", out, "--work", work,
+        "l2t-benchmark", "--preset", "iwslt14-small", "--data", data, "--out", out, "--work", work,
         "--seeds", "1", "2", "--max-update", "6", "--validate-every", "3", "--jobs", "2",
         "--l2t-flags=--teacher-interval 2 --unroll-steps 1", "--rows", *rows,
     )

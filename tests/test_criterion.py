@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import synthetic_batch, tiny_student
+
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
-from l2t_fairseq.loss import dynamic_loss
+from l2t_fairseq.loss import StudentLoss, dynamic_loss
 from l2t_fairseq.tasks.l2t_translation import L2TTranslationConfig, L2TTranslationTask
 
 PAD = 1
@@ -50,28 +50,33 @@ def test_coefficients_are_per_target_word():
 
 
 def make_task(dictionary, **overrides):
-    """A task whose teacher learns ``W`` itself and whose coefficients are used as they are (not the defaults):
-    the tests below set and read ``Phi`` directly."""
-    overrides = {"teacher_parametrization": "linear", "phi_normalization": "none", **overrides}
+    """A task whose teacher learns ``W`` itself (not the default): the tests below set and read ``Phi`` directly."""
+    overrides = {"teacher_parametrization": "linear", "seed": 1, **overrides}
     cfg = L2TTranslationConfig(
-        seed=1, memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0,
-        valid_subset="valid", **overrides,
+        memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0,
+        clip_norm=0.0, valid_subset="valid", **overrides,
     )
     return L2TTranslationTask(cfg, dictionary, dictionary)
+
+
+def make_criterion(task, phi_normalization="none", loss_scale="paper", nll_weight=0.0, sentence_avg=False):
+    """The paper's loss with the coefficients used as they are (not the defaults), so that the tests can set
+    them."""
+    return L2TDLFCriterion(task, phi_normalization, loss_scale, nll_weight, sentence_avg)
 
 
 def test_student_gradient_flows_only_through_log_p(dictionary):
     """The criterion's gradient is d(-sigmoid(Phi log p))/d log p times d log p / d omega; the teacher gets none."""
     task = make_task(dictionary)
     with torch.no_grad():
-        task.teacher.W.uniform_(0.1, 2.0)
-    criterion = L2TDLFCriterion(task, sentence_avg=False)
+        task.teaching.teacher.W.uniform_(0.1, 2.0)
+    criterion = make_criterion(task)
     model = tiny_student("transformer", dictionary, dropout=0.0).float()
     sample = synthetic_batch(dictionary, sentences=4, seed=3)
 
     loss, sample_size, logging_output = criterion(model, sample)
     loss.backward()
-    assert all(p.grad is None for p in task.teacher.parameters())
+    assert all(p.grad is None for p in task.teaching.teacher.parameters())
     assert sample_size == sample["ntokens"] == logging_output["ntokens"]
 
     # the same gradient by the chain rule, with the analytic d loss / d log p(y_r)
@@ -79,7 +84,7 @@ def test_student_gradient_flows_only_through_log_p(dictionary):
     lprobs = model(**sample["net_input"])[0].log_softmax(-1)
     target = sample["target"]
     target_lprobs = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    coefficient = task.phi()[target]
+    coefficient = task.teaching.phi()[target]
     s = torch.sigmoid(coefficient * target_lprobs.detach())
     d_loss_d_lprob = (-s * (1 - s) * coefficient).masked_fill(target.eq(dictionary.pad()), 0)
     (target_lprobs * d_loss_d_lprob).sum().backward()
@@ -96,7 +101,7 @@ def test_logging_matches_fairseq_cross_entropy_conventions(dictionary):
     from fairseq import metrics
 
     task = make_task(dictionary)
-    criterion = L2TDLFCriterion(task, sentence_avg=False)
+    criterion = make_criterion(task)
     model = tiny_student("lstm", dictionary, dropout=0.0).float()
     sample = synthetic_batch(dictionary, sentences=4, seed=5)
     with torch.no_grad():
@@ -138,3 +143,54 @@ def test_exp_teacher_keeps_coefficients_positive():
     with torch.no_grad():
         teacher.log_W.add_(torch.randn_like(teacher.log_W) * 20)  # however far the teacher moves
     assert (teacher(state) > 0).all()
+
+
+def test_nll_mixing_and_sentence_normalization(dictionary):
+    """--nll-weight lambda: lambda * NLL + (1 - lambda) * l_Phi; --sentence-avg: the sample size is sentences."""
+    lprobs = torch.randn(2, 4, 6).log_softmax(-1)
+    target = torch.tensor([[2, 3, 3, PAD], [4, 5, 2, 2]])
+    phi = torch.rand(6) + 0.1
+    loss, nll = dynamic_loss(lprobs, target, phi, PAD)
+    mixed, same_nll = StudentLoss(PAD, nll_weight=0.25)(lprobs, target, phi)
+    torch.testing.assert_close(mixed, 0.25 * nll + 0.75 * loss)
+    assert torch.equal(same_nll, nll)
+    task = make_task(dictionary)
+    sample = synthetic_batch(dictionary, sentences=3, seed=1)
+    assert make_criterion(task, sentence_avg=True).sample_size(sample) == 3
+    assert make_criterion(task).sample_size(sample) == sample["ntokens"]
+    with pytest.raises(SystemExit, match="--nll-weight must be in"):
+        make_criterion(task, nll_weight=1.5)
+
+
+def test_the_teacher_does_not_shift_the_students_initialization(dictionary):
+    """The teacher's random keys come from a generator of their own: a cross-entropy student and an L2T student of
+    the same seed start from the same weights (the seeds are paired)."""
+    torch.manual_seed(1)
+    make_task(dictionary, seed=1)
+    after_teacher = torch.randn(5)
+    torch.manual_seed(1)
+    assert torch.equal(torch.randn(5), after_teacher)
+    keys = [make_task(dictionary, seed=s).teaching.teacher.V for s in (1, 1, 2)]
+    assert torch.equal(keys[0], keys[1]) and not torch.equal(keys[0], keys[2])
+
+
+
+def test_the_cross_entropy_scale_gives_cross_entropys_gradient_at_the_start(dictionary):
+    """--loss-scale cross_entropy (the default): at the initial coefficients the loss's gradient in log p is between
+    0.79 and 1 times cross-entropy's for every token, 1 where p = 1; the paper's scale is about 1/(4 ln|V|) of it."""
+    task = make_task(dictionary, teacher_parametrization="exp")
+    default = L2TDLFCriterion(task, "token_mean", "cross_entropy", 0.0, False)
+    paper = make_criterion(task, "token_mean")
+    vocab = len(dictionary)
+    lprobs = torch.linspace(-math.log(vocab), 0, 50).view(1, 50, 1).expand(1, 50, vocab).clone()
+    lprobs.requires_grad_()
+    target = torch.full((1, 50), 4)
+    phi = task.teaching.phi()
+    (d_default,) = torch.autograd.grad(default.loss(lprobs, target, phi)[0], lprobs)
+    (d_paper,) = torch.autograd.grad(paper.loss(lprobs, target, phi)[0], lprobs)
+    ratio = -d_default[0, :, 4]  # cross-entropy's gradient in log p(y) is -1
+    assert ratio.min() > 0.78 and ratio.max() <= 1 and ratio[-1] == pytest.approx(1, abs=1e-6)
+    torch.testing.assert_close(d_paper, d_default / (4 * math.log(vocab)))
+    # the loss itself is on cross-entropy's scale: 0 where p = 1, about ln|V| where p = 1/|V|
+    values = default.loss(lprobs[:, [0, -1]].detach(), target[:, :2], phi)[0]
+    assert 0.6 * math.log(vocab) < values < 1.0 * math.log(vocab)

@@ -6,7 +6,6 @@ does on one machine (``--distributed-no-spawn``, one rank each, ``legacy_ddp``:
 ``pytorch_ddp`` needs a GPU).
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -15,11 +14,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from conftest import BIN, PLUGIN, REPO, teacher_state
+
+from l2t_fairseq import teacher_log
 from l2t_fairseq.distributed import digest, unwrap
 from l2t_fairseq.teacher import Teacher
-from l2t_fairseq.teaching import teacher_step
+from l2t_fairseq.teacher_step import teacher_step
 
 VOCAB, KEYS = 7, 3
 
@@ -47,7 +47,8 @@ def take_step(teacher, optimizer, rank, contributes=True, dev_objective=None):
     if not contributes:
         return teacher_step(teacher, optimizer)
     state, d_phi, value = hypergradient_of(rank)
-    return teacher_step(teacher, optimizer, [teacher(state)], [d_phi], value if dev_objective is None else dev_objective)
+    value = value if dev_objective is None else dev_objective
+    return teacher_step(teacher, optimizer, [teacher(state)], [d_phi], value)
 
 
 def worker(rank, port, out):
@@ -152,12 +153,11 @@ def test_unwrap_finds_the_bare_student_under_fairseqs_wrappers():
 
 # The toy corpus makes 15 batches of 1,200 tokens per epoch: with 2 workers an epoch is 8 updates and
 # worker 1 gets fairseq's dummy batch at its 8th (updates 7, 15, 23, ...).  Teaching every 7 updates
-# makes update 7 a refresh with a dummy worker.  U = 8: after a resume at update 16 no worker has
-# 8 batches yet at update 21, so that refresh takes no step and shows the teacher as it was restored.
-DDP_FLAGS = ("--max-tokens", "1200", "--teacher-interval", "7", "--unroll-steps", "8")
+# makes update 7 a refresh with a dummy batch on worker 1: it must take part all the same.
+DDP_FLAGS = ("--max-tokens", "1200", "--teacher-interval", "7", "--unroll-steps", "6")
 
 
-def ddp_train(data, save_dir, *extra):
+def ddp_train(data, save_dir, *extra, timeout=600):
     """Two fairseq-train processes, ranks 0 and 1 of one gloo group; returns their outputs."""
     port = free_port()
     processes = []
@@ -173,15 +173,14 @@ def ddp_train(data, save_dir, *extra):
         ]
         processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                           cwd=REPO))
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
     for p, output in zip(processes, outputs):
         assert p.returncode == 0, output[-3000:]
     return outputs
-
-
-def teacher_records(save_dir):
-    with open(save_dir / "teacher.jsonl") as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +191,9 @@ def ddp_run(toy_data, tmp_path_factory):
 
 
 def test_two_ranks_keep_one_teacher_through_an_uneven_epoch(ddp_run):
-    records = teacher_records(ddp_run)
-    # written once, by rank 0; update 7 is the dummy batch of rank 1, which takes part with weight 0
-    assert [(r["update"], r["workers"]) for r in records] == [(7, 1), (14, 2)]
+    records = teacher_log.read(ddp_run / "teacher.jsonl")
+    # written once, by rank 0; at update 7 rank 1 trains on a dummy batch and still replays its 6 real updates
+    assert [(r["update"], r["workers"]) for r in records] == [(7, 2), (14, 2)]
     for r in records:
         assert not r["skipped"] and r["hypergrad_norm"] > 0
         rank0, rank1 = r["teacher_digest"]
@@ -203,15 +202,35 @@ def test_two_ranks_keep_one_teacher_through_an_uneven_epoch(ddp_run):
     assert records[1]["phi"] != records[0]["phi"]
 
 
-def test_two_ranks_resume_with_the_saved_teacher(toy_data, ddp_run, tmp_path):
+def resume(ddp_run, save_dir):
+    save_dir.mkdir()
     for name in ("checkpoint_last.pt", "teacher.jsonl"):
-        (tmp_path / name).write_bytes((ddp_run / name).read_bytes())
-    state = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
-    parametrization = "exp" if "log_W" in state else "linear"
-    saved = Teacher(*state["log_W" if "log_W" in state else "W"].shape, parametrization=parametrization)
+        (save_dir / name).write_bytes((ddp_run / name).read_bytes())
+    return save_dir
+
+
+def test_two_ranks_resume_with_the_saved_teacher(toy_data, ddp_run, tmp_path):
+    """Resumed at update 16, both ranks hold exactly the saved teacher (rank 1 unpickles the broadcast checkpoint);
+    rank 0 takes back its latest updates, rank 1 (whose updates fairseq does not save) has weight 0 at the next
+    refresh, update 21, having taken 5 of U = 6 updates since."""
+    state = teacher_state(ddp_run / "checkpoint_last.pt")["teacher"]
+    saved = Teacher(*state["log_W"].shape, parametrization="exp")
     saved.load_state_dict(state)
-    outputs = ddp_train(toy_data, tmp_path, "--max-update", 22)  # rank 1 unpickles the broadcast checkpoint
-    assert all(f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in output for output in outputs[:1])
-    resumed = teacher_records(tmp_path)[-1]
-    assert resumed["update"] == 21 and resumed["workers"] == 0
-    assert resumed["teacher_digest"] == [digest(saved)] * 2
+    frozen = resume(ddp_run, tmp_path / "frozen")
+    outputs = ddp_train(toy_data, frozen, "--max-update", 22, "--freeze-teacher")
+    assert f"Loaded checkpoint {frozen}/checkpoint_last.pt" in outputs[0]
+    record = teacher_log.read(frozen / "teacher.jsonl")[-1]
+    assert record["update"] == 21 and record["teacher_digest"] == [digest(saved)] * 2
+    learning = resume(ddp_run, tmp_path / "learning")
+    ddp_train(toy_data, learning, "--max-update", 22)
+    records = teacher_log.read(learning / "teacher.jsonl")
+    assert [(r["update"], r["workers"]) for r in records] == [(7, 2), (14, 2), (21, 1)]
+    assert not records[-1]["skipped"] and len(set(records[-1]["teacher_digest"])) == 1
+
+
+def test_fewer_dev_batches_than_workers_does_not_hang(toy_data, tmp_path):
+    """The whole dev set is one batch: rank 1's shard holds only fairseq's filler; it takes part with weight 0."""
+    ddp_train(toy_data, tmp_path, "--max-update", 8, "--teacher-dev-max-tokens", 100000, "--disable-validation",
+              timeout=300)
+    (record,) = teacher_log.read(tmp_path / "teacher.jsonl")
+    assert record["update"] == 7 and record["workers"] == 1 and not record["skipped"]

@@ -1,18 +1,19 @@
 """fairseq-train with the plugin, resume, reuse of a frozen teacher, fairseq-generate."""
 
-import json
 import re
 import shutil
 import sys
 
+import pytest
 import torch
-
 from conftest import PLUGIN, TEACHER_INTERVAL, TRAINED_UPDATES, l2t_train, run, teacher_state, teacher_weights
+from fairseq import checkpoint_utils
+
+from l2t_fairseq import teacher_log as teacher_log_file
 
 
 def teacher_log(save_dir):
-    with open(save_dir / "teacher.jsonl") as f:
-        return [json.loads(line) for line in f]
+    return teacher_log_file.read(save_dir / "teacher.jsonl")
 
 
 def valid_values(log, key):
@@ -47,27 +48,44 @@ def test_training_improves_dev_loss_and_trains_the_teacher(trained):
     assert 0 < progress <= 1 and 0 < train_bleu <= 1 and 0 < dev_bleu <= 1
 
 
-def test_resume_restores_the_teacher_exactly(toy_data, trained, tmp_path):
-    save_dir, _ = trained
-    shutil.copy(save_dir / "checkpoint_last.pt", tmp_path / "checkpoint_last.pt")
-    before = teacher_state(tmp_path / "checkpoint_last.pt")
-    # 20 more updates; the next teacher update would be at 350, so the teacher must come back unchanged
-    result = l2t_train(
-        toy_data, tmp_path, "--max-update", TRAINED_UPDATES + 20,
-        "--teacher-interval", TEACHER_INTERVAL, "--unroll-steps", "3",
-    )
-    assert f"Loaded checkpoint {tmp_path}/checkpoint_last.pt" in result.stdout
-    # without --eval-bleu the dev BLEU feature comes from greedy decoding of a dev batch every K updates
-    (refresh,) = teacher_log(tmp_path)
-    assert refresh["update"] == TRAINED_UPDATES and "dev_expected_bleu" not in refresh  # U batches not yet seen
-    assert refresh["state"][2] > 0.5 and refresh["state"][2] != before["student_state"][2].item()
-    after = teacher_state(tmp_path / "checkpoint_last.pt")
-    assert set(after["teacher"]) == set(before["teacher"])
-    for name in before["teacher"]:
-        assert torch.equal(before["teacher"][name], after["teacher"][name]), name
-    for index, moments in before["teacher_optimizer"]["state"].items():
-        for key, value in moments.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(after["teacher_optimizer"]["state"][index][key]))
+RESUME_FLAGS = ("--max-update", 27, "--teacher-interval", 5, "--disable-validation")
+
+
+# past: the checkpoint falls inside a window (opened at update 6 for the refresh at 10), which must be saved
+@pytest.mark.parametrize("start, steps", [("current", 3), ("past", 4)])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(toy_data, tmp_path, start, steps):
+    """Stopped at update 7 (between two refreshes, the replay buffer partly older than the checkpoint) and
+    resumed: the same teacher, teacher.jsonl (minus timings) and student, bit for bit, as a run that never stopped.
+
+    The checkpoint is in the first epoch (10 batches): fairseq itself redraws the batches of a later epoch
+    resumed in its middle (cross-entropy too), so no run resumed there can match one that was not.
+    """
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    flags = (*RESUME_FLAGS, "--unroll-start", start, "--unroll-steps", steps)
+    l2t_train(toy_data, whole, *flags, "--save-interval-updates", 7, "--keep-interval-updates", 5)
+    # as if stopped after its checkpoint of update 7, with a teacher.jsonl that went on to the end
+    resumed.mkdir()
+    shutil.copy(whole / "checkpoint_1_7.pt", resumed / "checkpoint_last.pt")
+    shutil.copy(whole / "teacher.jsonl", resumed / "teacher.jsonl")
+    result = l2t_train(toy_data, resumed, *flags)
+    assert f"Loaded checkpoint {resumed}/checkpoint_last.pt" in result.stdout
+
+    def timeless(save_dir):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in teacher_log(save_dir)]
+
+    # the records logged after the checkpoint are not doubled
+    assert [r["update"] for r in timeless(resumed)] == [5, 10, 15, 20, 25]
+    assert timeless(resumed) == timeless(whole)
+    ends = [checkpoint_utils.load_checkpoint_to_cpu(str(d / "checkpoint_last.pt")) for d in (whole, resumed)]
+    for name, value in ends[0]["model"].items():
+        assert torch.equal(value, ends[1]["model"][name]), name
+    teachers = [end["extra_state"]["L2TTranslationTask"] for end in ends]
+    for name, value in teachers[0]["teacher"].items():
+        assert torch.equal(value, teachers[1]["teacher"][name]), name
+    moments = [t["teacher_optimizer"]["state"] for t in teachers]
+    for index, by_key in moments[0].items():
+        for key, value in by_key.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(moments[1][index][key])), (index, key)
 
 
 def test_frozen_teacher_teaches_a_new_student(toy_data, trained, tmp_path):
@@ -158,3 +176,40 @@ def test_adam_unroll_with_relative_positive_coefficients(toy_data, tmp_path):
     state = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
     assert set(state) == {"log_W", "V"}
     assert state["log_W"].std() > 0.01  # a relative lr of 0.05: three steps move log W visibly
+
+
+def test_an_sgd_learning_rate_tuned_for_cross_entropy_fits_the_default_loss(toy_data, tmp_path):
+    """Plain SGD at one learning rate: the default loss scale trains the student about as fast as cross-entropy
+    (dev NLL after 10 updates); the paper's scale, about 1/(4 ln|V|) of it, barely moves it."""
+
+    def dev_nll(name, *loss):
+        result = run(
+            "fairseq-train", toy_data, "--user-dir", PLUGIN, *loss, "--arch", "transformer_l2t_toy",
+            "--optimizer", "sgd", "--lr", "0.5", "--lr-scheduler", "fixed", "--max-tokens", "2000",
+            "--max-update", "10", "--save-dir", tmp_path / name, "--no-save", "--log-format", "simple", "--cpu",
+            "--seed", "1",
+        )
+        key = "nll_loss" if "l2t_dlf" in loss else "loss"  # cross_entropy logs its NLL as loss
+        return float(re.findall(rf"valid on 'valid' subset .*?\| {key} ([\d.]+)", result.stdout)[-1])
+
+    l2t = ["--task", "l2t_translation", "--criterion", "l2t_dlf", "--teacher-interval", "1000"]
+    cross_entropy = dev_nll("ce", "--task", "translation", "--criterion", "cross_entropy")
+    default = dev_nll("default", *l2t)
+    paper = dev_nll("paper", *l2t, "--loss-scale", "paper")
+    assert abs(default - cross_entropy) < 0.2 and paper > cross_entropy + 0.3, (cross_entropy, default, paper)
+
+
+
+def test_the_paper_protocol_trains_end_to_end(toy_data, tmp_path):
+    """--unroll-start past with replayed windows and a checkpointed reverse loop, under plain SGD."""
+    l2t_train(
+        toy_data, tmp_path, "--max-update", 25, "--teacher-interval", 10, "--unroll-steps", 4, "--unroll-start",
+        "past", "--teacher-replays", 3, "--unroll-keep-every", 2, "--optimizer", "sgd", "--lr", "0.5",
+        "--lr-scheduler", "fixed",
+    )
+    records = teacher_log(tmp_path)
+    assert [(r["update"], r["workers"]) for r in records] == [(10, 1), (20, 1)]
+    for r in records:
+        assert len(r["replays_dev_expected_bleu"]) == 3 and r["hypergrad_norm"] > 0 and not r["skipped"]
+    state = teacher_state(tmp_path / "checkpoint_last.pt")
+    assert {int(m["step"]) for m in state["teacher_optimizer"]["state"].values()} == {6}  # 2 refreshes x 3

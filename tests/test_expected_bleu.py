@@ -6,20 +6,11 @@ from argparse import Namespace
 import fairseq.utils
 import pytest
 import torch
-
 from conftest import dictionary_text, synthetic_batch, synthetic_candidates, tiny_student
-from l2t_fairseq.expected_bleu import (
-    DevExpectedBleu,
-    build_candidate_generator,
-    build_candidates,
-    candidate_weights,
-    corpus_bleu,
-    decode,
-    expected_bleu,
-    grouped_log_softmax,
-    sentence_bleu,
-    sequence_scores,
-)
+
+from l2t_fairseq.bleu import bleu_text, corpus_bleu, is_segmented, sentence_bleu
+from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode, sequence_scores
+from l2t_fairseq.expected_bleu import DevExpectedBleu, candidate_weights, expected_bleu, grouped_log_softmax
 from l2t_fairseq.loss import log_probs
 from l2t_fairseq.student import trainable_params
 
@@ -32,6 +23,25 @@ def test_sentence_bleu_known_values():
     assert sentence_bleu("a b", "a b c d") == pytest.approx(math.exp(1 - 2), abs=1e-6)
     assert sentence_bleu("x y z", "a b c d") == pytest.approx(0.0, abs=1e-2)
     assert corpus_bleu(["a b c d", "x y"], ["a b c d", "x y"]) == pytest.approx(1.0)
+
+
+def test_unknown_words_never_match(dictionary):
+    """As fairseq's --eval-bleu: an <unk> in the reference is not a match for an <unk> in the hypothesis."""
+    tokens = torch.tensor([dictionary.unk(), dictionary.index("w1"), dictionary.index("w2"), dictionary.index("w3"),
+                           dictionary.eos()])
+    reference = bleu_text(dictionary, tokens, None, reference=True)
+    hypothesis = bleu_text(dictionary, tokens, None)
+    assert reference.split()[1:] == hypothesis.split()[1:] == ["w1", "w2", "w3"]
+    assert sentence_bleu(hypothesis, reference) < 0.9
+    assert sentence_bleu(bleu_text(dictionary, tokens[1:], None), bleu_text(dictionary, tokens[1:], None, True)) == (
+        pytest.approx(1.0)
+    )
+
+
+def test_segmented_dictionaries_are_recognized(dictionary):
+    assert not is_segmented(dictionary)
+    dictionary.add_symbol("wo@@")
+    assert is_segmented(dictionary)
 
 
 def test_grouped_log_softmax_is_a_softmax_per_sentence():
@@ -96,7 +106,7 @@ def test_expected_bleu_gradient_matches_finite_differences(dictionary, monkeypat
     for _ in range(3):
         direction = {name: torch.randn(p.shape, generator=generator, dtype=p.dtype) for name, p in params.items()}
 
-        def J(sign):
+        def J(sign, direction=direction):
             with torch.no_grad():
                 return objective.loss({n: p + sign * eps * direction[n] for n, p in params.items()}).item()
 

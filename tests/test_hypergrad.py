@@ -3,10 +3,11 @@
 import fairseq.utils
 import pytest
 import torch
-
 from conftest import synthetic_batch, synthetic_candidates, tiny_student
+
 from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.hypergrad import hypergradient, inner_step, leaves, unroll
+from l2t_fairseq.loss import StudentLoss
 from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
 from l2t_fairseq.teacher import Teacher
 from l2t_fairseq.unroll_optimizer import UpdateRule
@@ -14,23 +15,32 @@ from l2t_fairseq.unroll_optimizer import UpdateRule
 UNROLL_STEPS = 3
 LR = 0.5
 # (update rule of the unrolled steps, loss): "relative" is a teacher of log W (--teacher-parametrization exp)
-# with each batch's coefficients rescaled to a fixed mean (--phi-normalization token_mean)
+# with each batch's coefficients rescaled to a fixed mean (--phi-normalization token_mean); "mixed" mixes in NLL
+# (--nll-weight), normalizes by sentences (--sentence-avg) and takes each update over two micro-batches
+# (--update-freq 2); "sgd_momentum_clip" is fairseq's SGD with momentum and weight decay under --clip-norm;
+# "adam_schedule" gives every step its own learning rate and decay (a scheduler, Adam's bias corrections)
 VARIANTS = [("sgd", "plain"), ("adam", "plain"), ("adam_momentum", "plain"), ("sgd", "relative"),
-            ("adam_momentum", "relative")]
+            ("adam_momentum", "relative"), ("sgd_momentum_clip", "mixed"), ("adam_schedule", "plain")]
+CLIP_NORM = 0.05
 
 
 def update_rule(kind, params):
     """Plain SGD (eq. 1), or an Adam-like step: per-weight preconditioner, weight decay, optionally momentum."""
     if kind == "sgd":
         return UpdateRule(lr=LR)
+    if kind == "sgd_momentum_clip":
+        return UpdateRule(lr=LR, momentum=0.9, l2=0.01, clip_norm=CLIP_NORM)
     generator = torch.Generator().manual_seed(7)
 
     def like(p, low, high):
         return low + (high - low) * torch.rand(p.shape, generator=generator, dtype=p.dtype)
 
-    momentum = kind == "adam_momentum"
+    momentum = kind in ("adam_momentum", "adam_schedule")
+    schedule = kind == "adam_schedule"
     return UpdateRule(
-        lr=0.05, preconditioner={n: like(p, 0.5, 20.0) for n, p in params.items()}, decay=0.99,
+        lr=[0.05, 0.03, 0.06][:UNROLL_STEPS] if schedule else 0.05,
+        preconditioner={n: like(p, 0.5, 20.0) for n, p in params.items()},
+        decay=[0.99, 0.995, 0.98][:UNROLL_STEPS] if schedule else 0.99,
         momentum=0.9 if momentum else 0.0,
         velocity={n: like(p, -0.01, 0.01) for n, p in params.items()} if momentum else None,
     )
@@ -51,21 +61,26 @@ def setting(kind, dictionary, dropout=0.1, loss="plain"):
         for weights in (teacher.log_W if relative else teacher.W,):
             weights.add_(0.2 * torch.randn_like(weights))
     states = [torch.tensor([t / 10, 0.3, 0.2], dtype=torch.float64) for t in range(UNROLL_STEPS)]
-    batches = [(synthetic_batch(dictionary, seed=t), 100 + t) for t in range(UNROLL_STEPS)]
     pad = dictionary.pad()
-    step_loss = make_step_loss(model, pad, coefficient_mean=0.4 if relative else None)
+    if loss == "mixed":
+        batches = [([synthetic_batch(dictionary, seed=t), synthetic_batch(dictionary, seed=50 + t)], 100 + t)
+                   for t in range(UNROLL_STEPS)]
+        step_loss = make_step_loss(model, StudentLoss(pad, nll_weight=0.3), lambda s: s["target"].size(0))
+    else:
+        batches = [([synthetic_batch(dictionary, seed=t)], 100 + t) for t in range(UNROLL_STEPS)]
+        step_loss = make_step_loss(model, StudentLoss(pad, coefficient_mean=0.4 if relative else None))
     candidates = synthetic_candidates(dictionary, synthetic_batch(dictionary, sentences=4, seed=99))
     dev_objective = DevExpectedBleu(model, candidates, alpha=1.0, pad=pad, max_tokens=12)  # several chunks
     params = {name: p.detach().clone() for name, p in trainable_params(model).items()}
     return model, teacher, states, batches, step_loss, dev_objective, params
 
 
-def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule):
+def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule, keep_every=1):
     """The task's path: RMD with the dev gradient computed chunk by chunk."""
     phis = [teacher(s) for s in states]
     with double_backward_safe("cpu"):
-        _, d_phis = hypergradient(
-            step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, rule
+        _, d_phis, _ = hypergradient(
+            step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, rule, keep_every
         )
     return torch.autograd.grad(phis, tuple(teacher.parameters()), d_phis)
 
@@ -74,9 +89,9 @@ def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_o
                       create_graph):
     """J(theta) by running the U steps forward, optionally keeping the whole graph (one graph, no chunks)."""
     current, velocity = leaves(params), rule.velocity
-    for state, batch in zip(states, batches):
+    for t, (state, batch) in enumerate(zip(states, batches)):
         phi = torch.func.functional_call(teacher, teacher_params, (state,))
-        current, velocity = inner_step(step_loss, current, velocity, phi, batch, rule, create_graph=create_graph)
+        current, velocity = inner_step(step_loss, current, velocity, phi, batch, rule.at(t), create_graph=create_graph)
     return dev_objective.loss(current)
 
 
@@ -117,7 +132,7 @@ def test_rmd_matches_central_finite_differences(kind, rule_kind, loss, dictionar
     for _ in range(3):
         direction = {name: torch.randn(p.shape, generator=generator, dtype=p.dtype) for name, p in base.items()}
 
-        def J(sign):
+        def J(sign, direction=direction):
             shifted = {name: base[name] + sign * eps * direction[name] for name in names}
             with torch.no_grad(), torch.enable_grad():
                 value = unrolled_dev_loss(
@@ -136,9 +151,37 @@ def test_unroll_leaves_the_student_untouched(dictionary):
     model, teacher, states, batches, step_loss, dev_objective, params = setting("transformer", dictionary)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rng = torch.get_rng_state()
-    snapshots = unroll(step_loss, params, [teacher(s) for s in states], batches, UpdateRule(lr=LR))
-    assert len(snapshots) == UNROLL_STEPS + 1
-    assert any(not torch.equal(snapshots[-1][n], before[n]) for n in before), "the unroll did not move"
+    kept = unroll(step_loss, params, [teacher(s) for s in states], batches, UpdateRule(lr=LR))
+    assert sorted(kept) == list(range(UNROLL_STEPS + 1))
+    assert any(not torch.equal(kept[UNROLL_STEPS][0][n], before[n]) for n in before), "the unroll did not move"
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
     assert torch.equal(torch.get_rng_state(), rng), "the unroll's dropout seeds leaked into the global RNG"
+
+
+def test_the_clipped_variant_clips(dictionary):
+    """The --clip-norm variant above is not vacuous: the replayed gradients are longer than the clip norm."""
+    model, teacher, states, batches, step_loss, dev_objective, params = setting("lstm", dictionary, loss="mixed")
+    with torch.enable_grad():
+        current = leaves(params)
+        loss = step_loss(current, teacher(states[0]).detach(), batches[0])
+        grads = torch.autograd.grad(loss, tuple(current.values()))
+    assert torch.sqrt(sum((g**2).sum() for g in grads)) > 2 * CLIP_NORM
+
+
+
+@pytest.mark.parametrize("keep_every", [2, 3, 5])
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_keeping_fewer_snapshots_gives_the_same_hypergradient(kind, keep_every, dictionary):
+    """Long unrolls keep every k-th snapshot and recompute the rest in the reverse loop: the same steps, the same
+    dropout masks, so bit for bit the same hypergradient (here U = 5 steps with momentum)."""
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, loss="relative")
+    states = [torch.tensor([t / 10, 0.3, 0.2], dtype=torch.float64) for t in range(5)]
+    batches = [([synthetic_batch(dictionary, seed=t)], 100 + t) for t in range(5)]
+    rule = update_rule("adam_momentum", params)
+    every = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule)
+    fewer = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule, keep_every)
+    for a, b in zip(every, fewer):
+        assert torch.equal(a, b)
+    kept = unroll(step_loss, params, [teacher(s) for s in states], batches, rule, keep_every)
+    assert sorted(kept) == sorted({*range(0, 5, keep_every), 5})

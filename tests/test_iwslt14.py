@@ -1,11 +1,11 @@
 """examples/iwslt14 end to end on a tiny slice of ../shared/data/iwslt14, made here in tmp (never committed)."""
 
+import json
 import os
 import re
 import tarfile
 
 import pytest
-
 from conftest import SHARED, head, script, write
 
 TRAIN_LINES = 230
@@ -100,8 +100,23 @@ def test_small_recipe_trains_and_evaluates(small_data, tmp_path, loss):
     assert len(hypotheses) == 40
 
 
+def test_the_papers_sgd_recipe_trains_the_lstm_student(small_data, tmp_path):
+    """train_lstm1.sh --sgd: the paper's LSTM-1 with plain SGD (lr 1.0), the teacher replaying SGD steps."""
+    save_dir = tmp_path / "run"
+    small = [f"--{part}-{size}" for part in ("encoder", "decoder") for size in ("embed-dim", "hidden-size")]
+    result = script("train_lstm1.sh", "--loss", "l2t", "--sgd", "--data", small_data, "--save-dir", save_dir,
+                    "--max-update", "5", "--teacher-interval", "2", "--unroll-steps", "2", "--max-tokens", "1000",
+                    *[word for flag in small for word in (flag, "32")], "--decoder-out-embed-dim", "32")
+    assert "done training" in result.stdout and re.search(r"\| lr 1 \|", result.stdout), result.stdout[-2000:]
+    records = [json.loads(line) for line in (save_dir / "teacher.jsonl").read_text().splitlines()]
+    # teacher steps taken (an untrained student's candidates all score BLEU 0, so the gradient may vanish)
+    assert [(r["update"], r["workers"], r["skipped"]) for r in records] == [(2, 1, False), (4, 1, False)]
+
+
 def test_recipes_refuse_bad_flags(small_data, tmp_path):
     result = script("train_lstm1.sh", "--loss", "mle", "--data", small_data, check=False)
     assert result.returncode == 2 and result.stderr.strip() == "train.sh: error: --loss must be ce or l2t, got 'mle'"
+    result = script("train_transformer.sh", "--sgd", "--data", small_data, check=False)
+    assert result.returncode == 2 and "--sgd is the recipe of the LSTM students" in result.stderr
     result = script("train_transformer.sh", "--data", tmp_path, check=False)
     assert result.returncode == 2 and "no binarized data" in result.stderr

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from conftest import REPO, head, script, write
 
 MULTI30K = os.path.join(REPO, "..", "shared", "data", "multi30k")

@@ -1,4 +1,4 @@
-"""scripts/search.py: dev BLEU of teacher settings, never the test set, with the two-phase configurations."""
+"""l2t-search: dev BLEU of teacher settings, never the test set, with the two-phase configurations."""
 
 import json
 
@@ -8,14 +8,14 @@ from conftest import run
 def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     result = run(
-        "python", "scripts/search.py", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
+        "l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
         "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
         "--configs", "cross_entropy", "adam_relative_frozen", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
     )
     configs = json.loads((out / "search.json").read_text())["configs"]
     # the frozen configuration needs the teacher adam_relative learns: that run is added and done first
     assert list(configs) == ["cross_entropy", "adam_relative", "adam_relative_frozen"]
-    for name, entry in configs.items():
+    for entry in configs.values():
         assert entry["seeds"] == [1] and 0 <= entry["best_dev_bleu"][0] <= 100
     learned = configs["adam_relative"]
     assert learned["time_ratio_to_ce"] > 0 and "dev_gain_to_ce" in learned
@@ -31,7 +31,7 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
 
 
 def test_search_reuses_only_the_benchmarks_runs_of_the_same_command(small_data, tmp_path):
-    common = ["python", "scripts/search.py", "--preset", "iwslt14-small", "--data", small_data,
+    common = ["l2t-search", "--preset", "iwslt14-small", "--data", small_data,
               "--max-update", "4", "--validate-every", "2", "--jobs", "1", "--configs", "cross_entropy"]
     first = tmp_path / "first"
     run(*common, "--out", first, "--work", tmp_path / "work1", "--benchmark-records", "")

@@ -1,14 +1,15 @@
-"""--unroll-optimizer adam: the unroll's step is the step fairseq's Adam takes, its moments held fixed."""
+"""--unroll-optimizer: the unroll's step is the step fairseq's optimizer takes (Adam: its moments held fixed)."""
 
 import pytest
 import torch
-from fairseq import optim
-
 from conftest import synthetic_batch, tiny_student
-from l2t_fairseq.hypergrad import inner_step
-from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
-from l2t_fairseq.unroll_optimizer import adam_rule, student_rule
+from fairseq import optim
 from test_mixed_precision import fp16_config
+
+from l2t_fairseq.hypergrad import inner_step
+from l2t_fairseq.loss import StudentLoss
+from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
+from l2t_fairseq.unroll_optimizer import adam_rule, check_optimizer, student_rule
 
 PHI = 0.5
 
@@ -30,12 +31,12 @@ def test_the_unrolled_step_is_the_step_adam_takes(dictionary, momentum, half, mo
     model = model.half() if half else model.double()  # fp64: no rounding in steps of 1e-4
     optimizer = fairseq_optimizer(model, half, monkeypatch)
     sample = synthetic_batch(dictionary, sentences=4, seed=5)
-    step_loss = make_step_loss(model, dictionary.pad())
+    step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
     phi = torch.full((len(dictionary),), PHI)
 
     def real_step():
         optimizer.zero_grad()
-        optimizer.backward(step_loss(trainable_params(model), phi, (sample, 0)))
+        optimizer.backward(step_loss(trainable_params(model), phi, ([sample], 0)))
         optimizer.step()
 
     def weights():
@@ -51,7 +52,7 @@ def test_the_unrolled_step_is_the_step_adam_takes(dictionary, momentum, half, mo
     before = weights()
     with torch.enable_grad():
         params = {name: p.clone().requires_grad_() for name, p in before.items()}
-        predicted, _ = inner_step(step_loss, params, rule.velocity, phi, (sample, 0), rule)
+        predicted, _ = inner_step(step_loss, params, rule.velocity, phi, ([sample], 0), rule)
     real_step()
     after = weights()
     real = torch.cat([(after[n] - before[n]).flatten() for n in before])
@@ -64,6 +65,39 @@ def test_the_unrolled_step_is_the_step_adam_takes(dictionary, momentum, half, mo
         assert error < 0.2 and cosine > 0.99, (error, cosine)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("clip_norm", [0.0, 0.05])
+def test_the_unrolled_step_is_the_step_sgd_takes(dictionary, momentum, clip_norm):
+    """fairseq's SGD (torch's: momentum buffer, coupled weight decay) after fairseq's --clip-norm: exact."""
+    torch.manual_seed(0)
+    model = tiny_student("transformer", dictionary, dropout=0.0).double()
+    flags = ["--optimizer", "sgd", "--momentum", str(momentum), "--weight-decay", "0.01", "--lr", "0.3"]
+    optimizer = optim.build_optimizer(fp16_config(*flags).optimizer, list(trainable_params(model).values()))
+    step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
+    phi = torch.full((len(dictionary),), PHI)
+    batches = [([synthetic_batch(dictionary, sentences=4, seed=s)], 0) for s in range(3)]
+
+    def real_step(batch):
+        optimizer.zero_grad()
+        optimizer.backward(step_loss(trainable_params(model), phi, batch))
+        if clip_norm:  # fairseq's formula, in fp64 (fairseq's own takes the norm in fp32; tests/test_replay.py)
+            norm = torch.nn.utils.clip_grad_norm_(list(trainable_params(model).values()), clip_norm)
+            assert norm > clip_norm  # the clip is active
+        optimizer.step()
+
+    real_step(batches[0])
+    real_step(batches[1])  # a momentum buffer to carry
+    rule = student_rule(model, optimizer, "auto", clip_norm=clip_norm)
+    before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
+    with torch.enable_grad():
+        predicted, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
+                                  rule.velocity, phi, batches[2], rule)
+    real_step(batches[2])
+    for name, p in trainable_params(model).items():
+        torch.testing.assert_close(predicted[name].detach(), p.detach(), rtol=1e-12, atol=1e-12, msg=name)
+    assert any(not torch.equal(before[n], p) for n, p in trainable_params(model).items())
+
+
 def test_adam_rule_refuses_another_optimizer(dictionary):
     model = tiny_student("transformer", dictionary).float()
     sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd").optimizer, list(model.parameters()))
@@ -72,16 +106,22 @@ def test_adam_rule_refuses_another_optimizer(dictionary):
 
 
 def test_auto_unroll_follows_the_students_optimizer(dictionary):
-    """--unroll-optimizer auto: Adam's step for an Adam student, SGD with --unroll-lr for any other."""
+    """--unroll-optimizer auto: Adam's step for an Adam student, SGD at the student's learning rate for an SGD one
+    (or --unroll-lr); another optimizer is refused."""
     model = tiny_student("transformer", dictionary).float()
-    sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd").optimizer, list(model.parameters()))
-    rule = student_rule(model, sgd, "auto", sgd_lr=0.3)
-    assert rule.lr == 0.3 and rule.preconditioner is None and rule.momentum == 0
+    sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd", "--lr", "0.7").optimizer, list(model.parameters()))
+    rule = student_rule(model, sgd, "auto")
+    assert rule.lr == pytest.approx(0.7) and rule.preconditioner is None and rule.momentum == 0
+    assert student_rule(model, sgd, "sgd", unroll_lr=0.3).lr == 0.3
     adam = optim.build_optimizer(fp16_config("--optimizer", "adam").optimizer, list(model.parameters()))
-    step_loss = make_step_loss(model, dictionary.pad())
+    step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
     adam.backward(step_loss(trainable_params(model), torch.full((len(dictionary),), PHI),
-                            (synthetic_batch(dictionary, sentences=2, seed=1), 0)))
+                            ([synthetic_batch(dictionary, sentences=2, seed=1)], 0)))
     adam.step()
-    rule = student_rule(model, adam, "auto", sgd_lr=0.3)
+    rule = student_rule(model, adam, "auto")
     assert rule.preconditioner is not None and rule.momentum == 0.9 and rule.velocity is not None
-    assert student_rule(model, adam, "auto", sgd_lr=0.3, momentum=False).momentum == 0
+    assert student_rule(model, adam, "auto", momentum=False).momentum == 0
+    adagrad = optim.build_optimizer(fp16_config("--optimizer", "adagrad").optimizer, list(model.parameters()))
+    with pytest.raises(SystemExit, match="--unroll-optimizer auto replays fairseq's adam or sgd"):
+        check_optimizer(adagrad, "auto")
+    check_optimizer(adagrad, "sgd")  # plain SGD at the student's learning rate: allowed

@@ -24,7 +24,14 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from corpus import (  # noqa: E402
-    add_output_arguments, apply_bpe, binarize, fail, read_lines, report, segment_and_binarize, tokenize,
+    add_output_arguments,
+    apply_bpe,
+    binarize,
+    fail,
+    read_lines,
+    report,
+    segment_and_binarize,
+    tokenize,
     write_lines,
 )
 

@@ -1,46 +1,73 @@
 """Criterion ``l2t_dlf``: the dynamic loss that the teacher sets (paper section 4.2)."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import dynamic_loss, log_probs
+from l2t_fairseq.loss import LOSS_SCALES, PHI_NORMALIZATIONS, StudentLoss, log_probs
+from l2t_fairseq.teacher import default_phi_init
 
 
 @dataclass
 class L2TDLFCriterionConfig(FairseqDataclass):
+    phi_normalization: ChoiceEnum(PHI_NORMALIZATIONS) = field(
+        default="token_mean",
+        metadata={"help": "token_mean: rescale each batch's coefficients to the mean 1/ln|V|, so the teacher sets "
+                  "only the words' relative weights; none: use them as they are"},
+    )
+    loss_scale: ChoiceEnum(LOSS_SCALES) = field(
+        default="cross_entropy",
+        metadata={"help": "cross_entropy: 4 ln|V| * (1/2 - sigmoid(Phi log p)), whose gradient at the initial "
+                  "coefficients is 0.79-1 times cross-entropy's, so a learning rate tuned for cross-entropy fits "
+                  "(plain SGD); paper: -sigmoid(Phi log p), about 1/(4 ln|V|) of it"},
+    )
+    nll_weight: float = field(
+        default=0.0,
+        metadata={"help": "lambda: the student's loss is lambda * NLL + (1 - lambda) * l_Phi (0: the paper's loss)"},
+    )
     sentence_avg: bool = II("optimization.sentence_avg")
 
 
 @register_criterion("l2t_dlf", dataclass=L2TDLFCriterionConfig)
 class L2TDLFCriterion(FairseqCriterion):
-    """Trains the student on the loss with the task's current coefficients ``Phi_t``.
+    """Trains the student on the loss with the teacher's current coefficients ``Phi_t``.
 
     ``Phi_t`` enters as a constant: the student's gradient flows only through
-    ``log p``, and the teacher is trained by the task's hypergradient alone.
+    ``log p``, and the teacher is trained by the hypergradient alone.  The
+    teacher's unroll replays exactly this loss (:attr:`loss`, :meth:`sample_size`).
     """
 
-    def __init__(self, task, sentence_avg):
+    def __init__(self, task, phi_normalization, loss_scale, nll_weight, sentence_avg):
         super().__init__(task)
-        if not hasattr(task, "teacher"):
+        if not hasattr(task, "teaching"):
             raise UsageError(
                 "--criterion l2t_dlf needs --task l2t_translation (it takes its coefficients from that task's teacher)"
             )
+        if not 0 <= nll_weight <= 1:
+            raise UsageError(f"--nll-weight must be in [0, 1], got {nll_weight}")
+        phi_init = default_phi_init(len(task.target_dictionary))
+        self.loss = StudentLoss(
+            self.padding_idx,
+            coefficient_mean=phi_init if phi_normalization == "token_mean" else None,
+            nll_weight=nll_weight,
+            scale=4 / phi_init if loss_scale == "cross_entropy" else None,
+        )
         self.sentence_avg = sentence_avg
+
+    def sample_size(self, sample):
+        return sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
         lprobs = log_probs(net_output)
-        phi = self.task.phi().to(lprobs.device)
-        loss, nll_loss = dynamic_loss(
-            lprobs, model.get_targets(sample, net_output), phi, self.padding_idx, self.task.coefficient_mean
-        )
-        sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        phi = self.task.teaching.phi().to(lprobs.device)
+        loss, nll_loss = self.loss(lprobs, model.get_targets(sample, net_output), phi)
+        sample_size = self.sample_size(sample)
         logging_output = {
             "loss": loss.data,
             "nll_loss": nll_loss.data,

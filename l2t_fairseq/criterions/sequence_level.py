@@ -3,7 +3,7 @@
 ``sequence_risk`` and ``softmax_margin`` (the paper's Table 3 baselines) train
 on candidates decoded from the student at every step with the candidate, BLEU
 and sequence-score code of the expected-BLEU objective
-(``l2t_fairseq.expected_bleu``).  As in Edunov et al. (2018), the sequence
+(:mod:`l2t_fairseq.candidates`).  As in Edunov et al. (2018), the sequence
 loss is mixed with token-level NLL on the reference:
 ``loss = w * NLL(y) + (1 - w) * sequence loss``, summed over sentences.
 """
@@ -15,15 +15,15 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from l2t_fairseq.errors import UsageError
-from l2t_fairseq.expected_bleu import (
+from l2t_fairseq.bleu import bleu_text
+from l2t_fairseq.candidates import (
     CANDIDATE_SEARCHES,
-    bleu_text,
     build_candidate_generator,
     build_candidates,
     decode,
     sequence_scores,
 )
+from l2t_fairseq.errors import UsageError
 from l2t_fairseq.loss import log_probs
 
 
@@ -56,8 +56,8 @@ class SequenceLevelCriterion(FairseqCriterion):
         self.generator = None
         self.remove_bpe = getattr(task.cfg, "eval_bleu_remove_bpe", None)
 
-    def text(self, tokens):
-        return bleu_text(self.task.target_dictionary, tokens, self.remove_bpe)
+    def text(self, tokens, reference=False):
+        return bleu_text(self.task.target_dictionary, tokens, self.remove_bpe, reference)
 
     def candidates(self, model, sample):
         if self.generator is None:

@@ -1,6 +1,6 @@
 """The benchmark's plots, from its results.json and the L2T runs' teacher.jsonl (in OUT/records/).
 
-    .venv/bin/python scripts/plots.py OUT DATA_BIN
+    l2t-plots OUT DATA_BIN
 
 - ``dev_bleu.png``: dev BLEU (greedy, from fairseq's --eval-bleu validation) over updates, every row, every seed;
 - ``phi.png``: the teacher's coefficient Phi_t[w] over training for the most frequent target words and for
@@ -23,7 +23,9 @@ import matplotlib
 import torch
 from fairseq.data import Dictionary, data_utils
 
+from l2t_fairseq import teacher_log
 from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
+from l2t_fairseq.errors import UsageError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,7 +38,7 @@ def training_targets(data):
     """The target dictionary and each word's frequency in the binarized training targets."""
     indexes = glob.glob(os.path.join(data, "train.*-*.*.idx"))
     if not indexes:
-        raise SystemExit(f"plots: error: {data}: no binarized training data (train.SRC-TGT.TGT.idx)")
+        raise UsageError(f"{data}: no binarized training data (train.SRC-TGT.TGT.idx)")
     pair = re.search(r"train\.([^.]+)\.[^.]+\.idx$", indexes[0]).group(1)
     target = pair.split("-")[1]
     dictionary = Dictionary.load(os.path.join(data, f"dict.{target}.txt"))
@@ -48,8 +50,7 @@ def teacher_logs(out, row="l2t_dlf"):
     logs = {}
     for path in sorted(glob.glob(os.path.join(out, "records", f"{row}-seed*.teacher.jsonl"))):
         seed = re.search(r"seed(\d+)", path).group(1)
-        with open(path) as f:
-            logs[seed] = [json.loads(line) for line in f]
+        logs[seed] = teacher_log.read(path)
     return logs
 
 
@@ -110,9 +111,10 @@ def plot_teacher_steps(out, logs):
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
     for seed, records in logs.items():
         steps = [r for r in records if "dev_expected_bleu" in r]
-        top.plot([r["update"] for r in steps], [r["dev_expected_bleu"] for r in steps], marker="o", label=f"seed {seed}")
+        label = f"seed {seed}"
+        top.plot([r["update"] for r in steps], [r["dev_expected_bleu"] for r in steps], marker="o", label=label)
         gains = [r for r in steps if "lookahead_gain" in r]
-        bottom.plot([r["update"] for r in gains], [r["lookahead_gain"] for r in gains], marker="o", label=f"seed {seed}")
+        bottom.plot([r["update"] for r in gains], [r["lookahead_gain"] for r in gains], marker="o", label=label)
     top.set_ylabel("M~ on the dev batch (before the step)")
     top.set_title("The teacher's objective and what each step gained on it")
     bottom.axhline(0, color="gray", linewidth=0.8)
@@ -136,7 +138,8 @@ def plot_phi_spread(out, ranked, logs):
             values = [r["phi_bands"][name]["std"] / r["phi_bands"][name]["mean"] if name in r.get("phi_bands", {})
                       else None for r in records]
             if any(v is not None for v in values):
-                ax.plot(updates, values, style, color=line[0].get_color(), alpha=0.7, label=f"ranks {name}, seed {seed}")
+                ax.plot(updates, values, style, color=line[0].get_color(), alpha=0.7,
+                        label=f"ranks {name}, seed {seed}")
     ax.set_xlabel("student updates")
     ax.set_ylabel("std / mean of Phi")
     ax.set_title("How much the teacher tells words apart")
@@ -157,9 +160,10 @@ def plot_all(out, data):
         plot_phi_spread(out, ranked, logs)
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """``l2t-plots OUT DATA_BIN``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out")
-    parser.add_argument("data")
-    args = parser.parse_args()
+    parser.add_argument("out", help="the benchmark's output folder (results.json, records/)")
+    parser.add_argument("data", help="its binarized data (the training targets' frequencies)")
+    args = parser.parse_args(argv)
     plot_all(args.out, args.data)

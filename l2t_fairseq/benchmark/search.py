@@ -1,10 +1,10 @@
 """Choosing the teacher's settings on the validation set only: dev BLEU of each configuration, never test BLEU.
 
-    .venv/bin/python scripts/search.py                           # every configuration, seed 1, Multi30k
-    .venv/bin/python scripts/search.py --configs adam_relative --seeds 1 2
+    l2t-search                           # every configuration, seed 1, Multi30k
+    l2t-search --configs adam_relative --seeds 1 2
 
 Each configuration trains the benchmark's student (same preset, budget, batches and
-schedule as ``scripts/benchmark.py``) and is scored by its best greedy dev BLEU over
+schedule as ``l2t-benchmark``) and is scored by its best greedy dev BLEU over
 its validations; the test set is not decoded.  Runs are recorded and resumed exactly
 as the benchmark's are.  Writes ``search.md`` and ``search.json`` to ``--out``
 (default ``docs/benchmark/PRESET``, run records in its ``search-records/``): dev BLEU against cross-entropy of the
@@ -20,10 +20,14 @@ import shlex
 import statistics
 import sys
 
-import benchmark
-from benchmark import L2T, PRESETS, ROWS, Benchmark, add_run_arguments, spread
+from l2t_fairseq import teacher_log
+from l2t_fairseq.benchmark import runner
+from l2t_fairseq.benchmark.presets import L2T, PRESETS, ROWS
+from l2t_fairseq.benchmark.report import spread
+from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
 
-LINEAR = ["--unroll-optimizer", "sgd", "--teacher-parametrization", "linear", "--phi-normalization", "none"]
+LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
+          "--phi-normalization", "none"]
 RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
 # name: (loss flags, the configuration whose learned teacher this one starts from, or None)
 CONFIGS = {
@@ -31,7 +35,7 @@ CONFIGS = {
     "label_smoothed": (ROWS["label_smoothed"], None),
     # the plugin's first defaults: the paper's SGD unroll, a linear W, coefficients used as they are
     "l2t_linear_sgd": (L2T + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"], None),
-    # the brief's measurement: a teacher that moves, and harms (coefficients turn negative)
+    # a teacher that moves, and harms (coefficients turn negative)
     "l2t_sgd_k20_lr1e-2": (L2T + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"], None),
     # the student's own Adam steps in the unroll, positive coefficients of fixed mean, relative teacher lr
     "adam_relative": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
@@ -39,8 +43,8 @@ CONFIGS = {
     "adam_relative_lr0.2": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"], None),
     "adam_relative_u10": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
                                             "--unroll-steps", "10"], None),
-    "sgd_relative": (L2T + ["--unroll-optimizer", "sgd"] + RELATIVE[2:] + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
-                     None),
+    "sgd_relative": (L2T + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
+                     + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
     # a refresh costs about 35 student updates here: K = 100 keeps the run within 1.5x cross-entropy's time
     "adam_relative_k100": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"], None),
     "adam_relative_k100_lr0.03": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], None),
@@ -57,6 +61,12 @@ CONFIGS = {
     # the default's teacher (lr 0.03) learning on over a second student
     "adam_relative_k100_lr0.03_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"],
                                             "adam_relative_k100_lr0.03"),
+    # the plugin's defaults as they are (replaying the U updates before the refresh, the cross-entropy loss scale)
+    "l2t_defaults": (L2T, None),
+    # Algorithm 1's reverse of the real steps: from where the student took them, over 20 updates, and with the
+    # authors' replayed windows (5 teacher steps per refresh)
+    "past_u20": (L2T + ["--unroll-start", "past", "--unroll-steps", "20"], None),
+    "past_u20_m5": (L2T + ["--unroll-start", "past", "--unroll-steps", "20", "--teacher-replays", "5"], None),
 }
 BASELINE = "cross_entropy"
 
@@ -114,7 +124,7 @@ class Search(Benchmark):
                                                             for s in paired)
             entry.update(teacher_summary(self, row, by_seed))
             table[row] = entry
-        meta = {"date": f"{datetime.date.today()}", "command": shlex.join(["scripts/search.py", *self.args.argv]),
+        meta = {"date": f"{datetime.date.today()}", "command": shlex.join(["l2t-search", *self.args.argv]),
                 "preset": self.args.preset, "data": self.args.data, "max_update": self.args.max_update,
                 "machine": f"{os.cpu_count()} CPU cores, {self.args.jobs} run(s) at a time",
                 "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds)}
@@ -140,8 +150,7 @@ def teacher_summary(search, row, by_seed):
         path = search.record_path(row, seed, ".teacher.jsonl")
         if not os.path.isfile(path):
             return {}
-        with open(path) as f:
-            records = [json.loads(line) for line in f]
+        records = teacher_log.read(path)
         gains += [r["lookahead_gain"] for r in records if "lookahead_gain" in r]
         bands = records[-1]["phi_bands"] if records else {}
         if bands:
@@ -199,7 +208,7 @@ def main(argv=None):
     # configurations that reuse a teacher need the run that trained it
     args.rows = [name for name in CONFIGS if name in args.configs or any(
         CONFIGS[c][1] == name for c in args.configs)]
-    args.data = benchmark.prepared_data(args, preset, parser)
+    args.data = runner.prepared_data(args, preset, parser)
     args.sequence_start_update, args.finetune_lr = None, None
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
@@ -208,5 +217,5 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def cli():
+    return runner.cli(main, "l2t-search")

@@ -1,8 +1,8 @@
 """Losses side by side on the same student, data, batches, schedule and seeds, with significance tests.
 
-    .venv/bin/python scripts/benchmark.py                              # Multi30k (CPU, hours: resumable)
-    .venv/bin/python scripts/benchmark.py --preset iwslt14-small       # the small IWSLT'14 split (CPU)
-    .venv/bin/python scripts/benchmark.py --preset full                # full IWSLT'14, the paper's setup (GPU)
+    l2t-benchmark                              # Multi30k (CPU, hours: resumable)
+    l2t-benchmark --preset iwslt14-small       # the small IWSLT'14 split (CPU)
+    l2t-benchmark --preset full                # full IWSLT'14, the paper's setup (GPU)
 
 Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
 
@@ -31,6 +31,7 @@ cut off has none and is redone from scratch in ``--work``.  ``results.json``,
 ``results.md`` and the plots are rewritten after every finished run.
 """
 
+
 import argparse
 import concurrent.futures
 import datetime
@@ -40,96 +41,35 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
-from sacrebleu.metrics import BLEU
-from sacrebleu.significance import PairedTest
 
 from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
-from plots import plot_all
+from l2t_fairseq.benchmark.plots import plot_all
+from l2t_fairseq.benchmark.presets import (
+    BASELINE,
+    EVAL_BLEU,
+    PLUGIN,
+    PRESETS,
+    REPO,
+    ROWS,
+    SEQUENCE_LEVEL,
+    TEACHER_ROWS,
+)
+from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize
+from l2t_fairseq.errors import UsageError
+from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-PLUGIN = os.path.join(REPO, "l2t_fairseq")
-SHARED = os.path.join(REPO, "..", "shared", "data")
-
-CROSS_ENTROPY = ["--task", "translation", "--criterion", "cross_entropy"]
-L2T = ["--task", "l2t_translation", "--criterion", "l2t_dlf"]
-ROWS = {
-    "cross_entropy": CROSS_ENTROPY,
-    "label_smoothed": [
-        "--task", "translation", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"
-    ],
-    "l2t_dlf": L2T,
-    "l2t_dlf_frozen": [*L2T, "--freeze-teacher"],
-    "cross_entropy_equal_time": CROSS_ENTROPY,
-    "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
-    "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
-}
-BASELINE = "cross_entropy"
-SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin")
-TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen")
-
-TRANSFORMER_TOY = [
-    "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",
-    "--lr-scheduler", "inverse_sqrt", "--cpu",
-]
-PRESETS = {
-    "multi30k": {
-        "data": "runs/multi30k/bin",
-        "prepare": [os.path.join(REPO, "examples", "multi30k", "prepare.sh"), "--out", "runs/multi30k"],
-        "max_update": 1200,
-        "validate_every": 200,
-        "jobs": 2,
-        "train": [*TRANSFORMER_TOY, "--warmup-updates", "200", "--max-tokens", "4096"],
-        "generate": ["--cpu", "--batch-size", "128"],
-    },
-    "iwslt14-small": {
-        "data": "runs/iwslt14-small/bin",
-        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--shared",
-                    os.path.join(SHARED, "iwslt14"), "--out", "runs/iwslt14-small"],
-        "max_update": 300,
-        "validate_every": 100,
-        "jobs": 2,
-        "train": [*TRANSFORMER_TOY, "--warmup-updates", "100", "--max-tokens", "2048", "--max-valid-steps", "4"],
-        "generate": ["--cpu", "--batch-size", "128"],
-    },
-    "full": {
-        "data": "data/iwslt14/bin",
-        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--out", "data/iwslt14"],
-        "max_update": 50000,
-        "validate_every": 2000,
-        "jobs": 1,
-        "train": [
-            "--arch", "transformer_iwslt_de_en", "--share-decoder-input-output-embed", "--optimizer", "adam",
-            "--adam-betas", "(0.9, 0.98)", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
-            "4000", "--dropout", "0.3", "--weight-decay", "0.0001", "--max-tokens", "4096",
-        ],
-        "generate": ["--batch-size", "128"],
-    },
-}
-# dev BLEU at every validation: greedy decoding, BPE removed, tokenized (as the test BLEU); the best checkpoint by it
-EVAL_BLEU = [
-    "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}', "--eval-tokenized-bleu",
-    "--eval-bleu-remove-bpe", "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
-    "--validate-interval", "100000", "--save-interval", "100000",  # validate and save by updates, not epochs
-]
-TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
-BOOTSTRAP_SAMPLES = 1000
 
 # a child that runs fairseq-train and reports its peak CUDA memory (0 on the CPU)
 TRAIN_CHILD = (
     "import sys, torch; from fairseq_cli.train import cli_main; sys.argv = ['fairseq-train'] + sys.argv[1:]; "
     "cli_main(); print('PEAK_CUDA_BYTES', torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0)"
 )
-
-
-def fail(message):
-    sys.exit(f"benchmark: error: {message}")
 
 
 def measured_run(command, log_path, threads):
@@ -149,7 +89,7 @@ def measured_run(command, log_path, threads):
 
 
 class Benchmark:
-    """Runs each (row, seed) once, records it, and reports; ``scripts/search.py`` reuses it for dev-only runs."""
+    """Runs each (row, seed) once, records it, and reports; ``l2t-search`` reuses it for dev-only runs."""
 
     decode_test = True  # the search never looks at the test set
 
@@ -206,7 +146,9 @@ class Benchmark:
         os.makedirs(run_dir)
         updates, extra = args.max_update, []
         if row in SEQUENCE_LEVEL:
-            start = glob.glob(os.path.join(args.work, self.key(BASELINE, seed), f"checkpoint_*_{args.sequence_start_update}.pt"))
+            start = glob.glob(
+                os.path.join(args.work, self.key(BASELINE, seed), f"checkpoint_*_{args.sequence_start_update}.pt")
+            )
             if not start:
                 raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {args.sequence_start_update} "
                                    f"in {args.work} to fine-tune from (delete its record to redo it)")
@@ -269,7 +211,8 @@ class Benchmark:
         if row != BASELINE:
             extra += ["--keep-interval-updates", "1"]
         return [
-            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row), *self.preset["train"],
+            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row),
+            *self.preset["train"],
             *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
             "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
             "--log-format", "simple", "--log-interval", "50", *extra,
@@ -321,7 +264,7 @@ class Benchmark:
                         pending.remove(key)
                 if not running:
                     missing = {need for key in pending for need in self.dependencies(*key) if need not in done}
-                    fail(f"cannot run {[self.key(*k) for k in pending]}: they need "
+                    raise UsageError(f"cannot run {[self.key(*k) for k in pending]}: they need "
                          f"{sorted(self.key(*k) for k in missing)} (add those rows)")
                 finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
@@ -337,7 +280,7 @@ class Benchmark:
                           f"best dev BLEU {r['best_dev_bleu']}, {r['train_seconds']:.0f} s", flush=True)
                     self.report(done)
         if failures:
-            fail("\n".join(failures))
+            raise RuntimeError("\n".join(failures))
         return done
 
     def report(self, done):
@@ -347,13 +290,13 @@ class Benchmark:
         rows = [row for row in self.args.rows if any(row in by_row for by_row in runs.values())]
         summary = summarize(runs, rows, self.records)
         meta = {
-            "date": f"{datetime.date.today()}", "command": shlex.join(["scripts/benchmark.py", *self.args.argv]),
+            "date": f"{datetime.date.today()}", "command": shlex.join(["l2t-benchmark", *self.args.argv]),
             "preset": self.args.preset, "data": self.args.data, "seeds": self.args.seeds,
             "max_update": self.args.max_update, "validate_every": self.args.validate_every,
             "sequence_start_update": self.args.sequence_start_update,
             "finetune_lr": self.args.finetune_lr, "l2t_flags": self.args.l2t_flags, "jobs": self.args.jobs,
-            "machine": f"{os.cpu_count()} CPU cores, {self.threads} thread(s) per run, {self.args.jobs} run(s) at a time"
-                       + (", CUDA" if torch.cuda.is_available() else ", CPU only"),
+            "machine": f"{os.cpu_count()} CPU cores, {self.threads} thread(s) per run, {self.args.jobs} run(s) at "
+                       "a time" + (", CUDA" if torch.cuda.is_available() else ", CPU only"),
             "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds),
         }
         with open(os.path.join(self.args.out, "results.json"), "w") as f:
@@ -377,93 +320,9 @@ def write_lines(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-def read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
-
-
 def save_teacher(checkpoint, path):
     """Only the teacher of an l2t_translation checkpoint, in the layout ``--teacher-path`` reads (kilobytes)."""
-    state = torch.load(checkpoint, map_location="cpu")
-    task = state["extra_state"]["L2TTranslationTask"]
-    torch.save({"extra_state": {"L2TTranslationTask": {"teacher": task["teacher"]}}}, path)
-
-
-def paired_bootstrap(records, baseline, row, seed):
-    """sacrebleu's paired bootstrap p-value of ``row`` against ``baseline`` on the same seed's test set."""
-    references = read_lines(os.path.join(records, "reference.txt"))
-    systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}.hyp"))) for name in (baseline, row)]
-    _, scores = PairedTest(systems, {"BLEU": TEST_BLEU}, [references], test_type="bs", n_samples=BOOTSTRAP_SAMPLES)()
-    return scores["BLEU"][1].p_value
-
-
-def spread(values):
-    """The standard deviation over seeds (0 for one seed)."""
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def summarize(runs, rows, records):
-    """Per row: mean and std over seeds, paired-bootstrap p-values against CE, and cost ratios to CE."""
-    summary = {}
-    for row in rows:
-        seeds = [seed for seed, by_row in runs.items() if row in by_row]
-        values = {key: [runs[s][row].get(key) for s in seeds] for key in
-                  ("test_bleu", "best_dev_bleu", "train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib",
-                   "updates")}
-        summary[row] = {
-            key: [statistics.mean(v), spread(v)] for key, v in values.items()
-            if all(x is not None for x in v)
-        }
-        summary[row]["seeds"] = [int(s) for s in seeds]
-    if BASELINE not in summary:
-        return summary
-    base = summary[BASELINE]
-    for row in rows:
-        s = summary[row]
-        for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
-            if key in s and key in base:
-                s[f"{key}_ratio"] = s[key][0] / base[key][0]
-        if row == BASELINE:
-            continue
-        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
-        s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
-        s["paired_seeds"] = paired
-        s["fraction_p_below_0.05"] = sum(p < 0.05 for p in s["paired_bootstrap_p"]) / len(paired) if paired else None
-        # on the seeds both rows have: a row that has finished fewer seeds is not compared with others
-        s["gap_to_ce"] = statistics.mean(
-            runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"] for seed in paired
-        ) if paired else None
-        s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if paired and base["test_bleu"][1] > 0 else None
-    return summary
-
-
-def markdown(summary, meta):
-    lines = [
-        f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`; data: `{meta['data']}`; "
-        f"seeds {meta['seeds']}; {meta['max_update']} updates per run; {meta['finished_runs']} of "
-        f"{meta['planned_runs']} runs finished.",
-        "",
-        "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
-        "| p < 0.05 | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def number(value, digits=2):
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    for row, s in summary.items():
-        p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
-        fraction = s.get("fraction_p_below_0.05")
-        lines.append(
-            f"| {row} | {len(s['seeds'])} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} "
-            f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
-            f"| {'-' if fraction is None else f'{fraction:.0%}'} "
-            f"| {number(s.get('best_dev_bleu', [None])[0])} | {s['updates'][0]:.0f} | {s['train_seconds'][0]:.0f} "
-            f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
-            f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
-        )
-    lines.append("| actor-critic | not built | | | | | | | | | | | | |")
-    return "\n".join(lines) + "\n"
+    save_teacher_file(torch.load(checkpoint, map_location="cpu")["extra_state"][CHECKPOINT_KEY]["teacher"], str(path))
 
 
 def add_run_arguments(parser, out_help, work_default, default_seeds):
@@ -535,5 +394,9 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def cli(entry=None, name="l2t-benchmark"):
+    """The console command: a failed run ends in one line (its log's tail, and where the log is)."""
+    try:
+        return (entry or main)()
+    except RuntimeError as e:
+        sys.exit(f"{name}: error: {e}")

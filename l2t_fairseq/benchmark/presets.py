@@ -1,0 +1,71 @@
+"""What the benchmark and the search train: the rows (loss flags) and the presets (data, student, budget)."""
+
+import os
+
+import l2t_fairseq
+
+PLUGIN = os.path.dirname(os.path.abspath(l2t_fairseq.__file__))
+REPO = os.path.dirname(PLUGIN)
+SHARED = os.path.join(REPO, "..", "shared", "data")
+
+CROSS_ENTROPY = ["--task", "translation", "--criterion", "cross_entropy"]
+L2T = ["--task", "l2t_translation", "--criterion", "l2t_dlf"]
+ROWS = {
+    "cross_entropy": CROSS_ENTROPY,
+    "label_smoothed": [
+        "--task", "translation", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"
+    ],
+    "l2t_dlf": L2T,
+    "l2t_dlf_frozen": [*L2T, "--freeze-teacher"],
+    "cross_entropy_equal_time": CROSS_ENTROPY,
+    "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
+    "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
+}
+BASELINE = "cross_entropy"
+SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin")
+TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen")
+
+TRANSFORMER_TOY = [
+    "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",
+    "--lr-scheduler", "inverse_sqrt", "--cpu",
+]
+PRESETS = {
+    "multi30k": {
+        "data": "runs/multi30k/bin",
+        "prepare": [os.path.join(REPO, "examples", "multi30k", "prepare.sh"), "--out", "runs/multi30k"],
+        "max_update": 1200,
+        "validate_every": 200,
+        "jobs": 2,
+        "train": [*TRANSFORMER_TOY, "--warmup-updates", "200", "--max-tokens", "4096"],
+        "generate": ["--cpu", "--batch-size", "128"],
+    },
+    "iwslt14-small": {
+        "data": "runs/iwslt14-small/bin",
+        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--shared",
+                    os.path.join(SHARED, "iwslt14"), "--out", "runs/iwslt14-small"],
+        "max_update": 300,
+        "validate_every": 100,
+        "jobs": 2,
+        "train": [*TRANSFORMER_TOY, "--warmup-updates", "100", "--max-tokens", "2048", "--max-valid-steps", "4"],
+        "generate": ["--cpu", "--batch-size", "128"],
+    },
+    "full": {
+        "data": "data/iwslt14/bin",
+        "prepare": [os.path.join(REPO, "examples", "iwslt14", "prepare.sh"), "--out", "data/iwslt14"],
+        "max_update": 50000,
+        "validate_every": 2000,
+        "jobs": 1,
+        "train": [
+            "--arch", "transformer_iwslt_de_en", "--share-decoder-input-output-embed", "--optimizer", "adam",
+            "--adam-betas", "(0.9, 0.98)", "--lr", "5e-4", "--lr-scheduler", "inverse_sqrt", "--warmup-updates",
+            "4000", "--dropout", "0.3", "--weight-decay", "0.0001", "--max-tokens", "4096",
+        ],
+        "generate": ["--batch-size", "128"],
+    },
+}
+# dev BLEU at every validation: greedy decoding, BPE removed, tokenized (as the test BLEU); the best checkpoint by it
+EVAL_BLEU = [
+    "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}', "--eval-tokenized-bleu",
+    "--eval-bleu-remove-bpe", "--best-checkpoint-metric", "bleu", "--maximize-best-checkpoint-metric",
+    "--validate-interval", "100000", "--save-interval", "100000",  # validate and save by updates, not epochs
+]

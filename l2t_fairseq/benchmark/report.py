@@ -1,0 +1,95 @@
+"""The benchmark's tables: means over seeds, paired bootstrap against cross-entropy, cost ratios."""
+
+import os
+import statistics
+
+from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
+
+from l2t_fairseq.benchmark.presets import BASELINE
+
+TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
+BOOTSTRAP_SAMPLES = 1000
+
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def paired_bootstrap(records, baseline, row, seed):
+    """sacrebleu's paired bootstrap p-value of ``row`` against ``baseline`` on the same seed's test set."""
+    references = read_lines(os.path.join(records, "reference.txt"))
+    systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}.hyp"))) for name in (baseline, row)]
+    _, scores = PairedTest(systems, {"BLEU": TEST_BLEU}, [references], test_type="bs", n_samples=BOOTSTRAP_SAMPLES)()
+    return scores["BLEU"][1].p_value
+
+
+def spread(values):
+    """The standard deviation over seeds (0 for one seed)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(runs, rows, records):
+    """Per row: mean and std over seeds, paired-bootstrap p-values against CE, and cost ratios to CE."""
+    summary = {}
+    for row in rows:
+        seeds = [seed for seed, by_row in runs.items() if row in by_row]
+        values = {key: [runs[s][row].get(key) for s in seeds] for key in
+                  ("test_bleu", "best_dev_bleu", "train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib",
+                   "updates")}
+        summary[row] = {
+            key: [statistics.mean(v), spread(v)] for key, v in values.items()
+            if all(x is not None for x in v)
+        }
+        summary[row]["seeds"] = [int(s) for s in seeds]
+    if BASELINE not in summary:
+        return summary
+    base = summary[BASELINE]
+    for row in rows:
+        s = summary[row]
+        for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
+            if key in s and key in base:
+                s[f"{key}_ratio"] = s[key][0] / base[key][0]
+        if row == BASELINE:
+            continue
+        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
+        s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
+        s["paired_seeds"] = paired
+        s["fraction_p_below_0.05"] = sum(p < 0.05 for p in s["paired_bootstrap_p"]) / len(paired) if paired else None
+        # on the seeds both rows have: a row that has finished fewer seeds is not compared with others
+        s["gap_to_ce"] = statistics.mean(
+            runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"] for seed in paired
+        ) if paired else None
+        s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if paired and base["test_bleu"][1] > 0 else None
+    return summary
+
+
+def markdown(summary, meta):
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`; data: `{meta['data']}`; "
+        f"seeds {meta['seeds']}; {meta['max_update']} updates per run; {meta['finished_runs']} of "
+        f"{meta['planned_runs']} runs finished.",
+        "",
+        "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
+        "| p < 0.05 | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def number(value, digits=2):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    for row, s in summary.items():
+        p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
+        fraction = s.get("fraction_p_below_0.05")
+        lines.append(
+            f"| {row} | {len(s['seeds'])} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} "
+            f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
+            f"| {'-' if fraction is None else f'{fraction:.0%}'} "
+            f"| {number(s.get('best_dev_bleu', [None])[0])} | {s['updates'][0]:.0f} | {s['train_seconds'][0]:.0f} "
+            f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
+            f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
+        )
+    lines.append("| actor-critic | not built | | | | | | | | | | | | |")
+    return "\n".join(lines) + "\n"

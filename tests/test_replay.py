@@ -1,0 +1,92 @@
+"""The teacher replays the step the student takes: fairseq's own Trainer, with the training flags users set."""
+
+import pytest
+import torch
+from conftest import l2t_flags
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import Trainer
+
+from l2t_fairseq.hypergrad import final_weights, inner_step
+from l2t_fairseq.student import make_step_loss, trainable_params
+from l2t_fairseq.teacher_step import teach_once
+from l2t_fairseq.unroll_optimizer import student_rule
+
+CASES = {
+    # fairseq's SGD with momentum and weight decay, two micro-batches per update, per-sentence loss
+    "sgd": ["--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "0.01", "--lr", "0.5",
+            "--update-freq", "2", "--sentence-avg"],
+    # plain SGD, one micro-batch, per-token loss, NLL mixed in, the gradient clipped (its norm is about 1)
+    "clipped": ["--optimizer", "sgd", "--lr", "0.5", "--nll-weight", "0.5", "--clip-norm", "0.1"],
+}
+
+
+def trainer_for(data, save_dir, flags):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser, l2t_flags(data, save_dir, "--lr-scheduler", "fixed", "--max-update", 100, "--dropout", "0.1",
+                          "--teacher-interval", 1000, *flags)
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    task.load_dataset("train")
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return cfg, task, model, criterion, Trainer(cfg, task, model, criterion)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case):
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES[case])
+    batches = iter(task.get_batch_iterator(
+        dataset=task.dataset("train"), max_tokens=cfg.dataset.max_tokens, seed=1,
+    ).next_epoch_itr(shuffle=True))
+    micro = cfg.optimization.update_freq[0]
+    for _ in range(2):  # a momentum buffer to carry
+        trainer.train_step([next(batches) for _ in range(micro)])
+    rule = student_rule(model, trainer.optimizer, "auto", clip_norm=cfg.optimization.clip_norm)
+    before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
+    phi = task.teaching.phi()
+    trainer.train_step([next(batches) for _ in range(micro)])
+    samples, state, seed, _ = task.teaching.current  # what the teacher keeps of this update
+    assert len(samples) == micro and seed == cfg.common.seed + 2 and torch.equal(state, task.teaching.state)
+    step_loss = make_step_loss(model, criterion.loss, criterion.sample_size)
+    with torch.enable_grad():
+        replayed, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
+                                 rule.velocity, phi, (samples, seed), rule)
+    moved = 0.0
+    for name, p in trainable_params(model).items():
+        torch.testing.assert_close(replayed[name].detach(), p.detach(), rtol=1e-5, atol=1e-6, msg=name)
+        moved = max(moved, (p.detach() - before[name]).abs().max().item())
+    assert moved > 1e-4  # the update is not vacuous
+
+
+def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tmp_path, monkeypatch):
+    """--unroll-start past: the U updates replayed from the weights and optimizer state the student took them at
+    end at the student's current weights (SGD with momentum and weight decay, two micro-batches, clipped)."""
+    from l2t_fairseq import teaching
+
+    flags = [*CASES["sgd"], "--clip-norm", "0.1", "--unroll-start", "past", "--teacher-interval", "4",
+             "--unroll-steps", "3", "--no-lookahead-gain"]
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, flags)
+    seen = {}
+
+    def replay_then_step(teacher, optimizer, unrolled, lookahead=True):
+        phis = [teacher(state).detach() for state in unrolled.states]
+        seen["replayed"] = final_weights(unrolled.step_loss, unrolled.params, phis, unrolled.batches, unrolled.rule)
+        seen["student"] = {name: p.detach().clone() for name, p in trainable_params(model).items()}
+        seen["from_current"] = final_weights(unrolled.step_loss, seen["student"], phis, unrolled.batches,
+                                             unrolled.rule)
+        return teach_once(teacher, optimizer, unrolled, lookahead)
+
+    monkeypatch.setattr(teaching, "teach_once", replay_then_step)
+    batches = iter(task.get_batch_iterator(
+        dataset=task.dataset("train"), max_tokens=cfg.dataset.max_tokens, seed=1,
+    ).next_epoch_itr(shuffle=True))
+    for _ in range(5):  # updates 0-4: the window opens before update 1, the refresh comes before update 4
+        trainer.train_step([next(batches) for _ in range(2)])
+    assert seen, "no teacher step"
+    for name, p in seen["student"].items():
+        torch.testing.assert_close(seen["replayed"][name], p, rtol=1e-5, atol=1e-6, msg=name)
+    # re-applied from the current weights (--unroll-start current), the same updates land elsewhere
+    assert max((seen["from_current"][n] - p).abs().max().item() for n, p in seen["student"].items()) > 1e-3

@@ -1,0 +1,66 @@
+"""l2t-train-teacher: one teacher, and its Adam state, carried across fresh students; resumable."""
+
+import json
+
+import pytest
+import torch
+from conftest import run
+
+from l2t_fairseq.teaching import CHECKPOINT_KEY
+from l2t_fairseq.train_teacher import improving
+
+FLAGS = ["--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
+         "--warmup-updates", "100", "--max-tokens", "2000", "--max-update", "21", "--teacher-interval", "10",
+         "--unroll-steps", "2", "--no-lookahead-gain", "--eval-bleu", "--eval-bleu-args", '{"beam": 1}',
+         "--eval-tokenized-bleu", "--no-epoch-checkpoints", "--log-format", "simple", "--cpu"]
+
+
+def adam_steps(path):
+    saved = torch.load(path, map_location="cpu")["extra_state"][CHECKPOINT_KEY]
+    return {int(s["step"]) for s in saved["teacher_optimizer"]["state"].values()}
+
+
+def test_a_teacher_trained_across_students(toy_data, tmp_path):
+    out = tmp_path / "teacher"
+    command = ["l2t-train-teacher", toy_data, "--out", out, "--students", "3", "--patience", "5", *FLAGS]
+    first = run(*command)
+    records = json.loads((out / "students.json").read_text())
+    assert [(r["student"], r["seed"]) for r in records] == [(1, 101), (2, 102), (3, 103)]
+    # two teacher steps per student (updates 10 and 20); the Adam state goes on counting across students
+    assert [r["teacher_adam_steps"] for r in records] == [2, 4, 6]
+    assert all(len(r["dev_expected_bleu"]) == 2 and r["best_dev_bleu"] is not None for r in records)
+    assert adam_steps(out / "teacher.pt") == {6}
+    assert (out / "teacher_best.pt").is_file() and (out / "teacher_training.png").stat().st_size > 0
+    assert "--continue-teacher" in records[1]["command"] and "--teacher-path" not in records[0]["command"]
+    assert "student 3 (seed 103)" in first.stdout
+
+    # resumed: recorded students are not trained again; a student cut off (no record) is
+    (out / "students.json").write_text(json.dumps(records[:2]))
+    again = run(*command)
+    assert "student 1: recorded" in again.stdout and "student 2: recorded" in again.stdout
+    redone = json.loads((out / "students.json").read_text())
+    assert [r["teacher_adam_steps"] for r in redone] == [2, 4, 6]
+    assert redone[2]["dev_expected_bleu"] == records[2]["dev_expected_bleu"]  # the same run again
+
+
+def test_patience_stops_when_the_best_dev_bleu_stalls():
+    def records(*bleu):
+        return [{"best_dev_bleu": b} for b in bleu]
+
+    assert improving(records(10), patience=1)
+    assert improving(records(10, 11), patience=1)
+    assert not improving(records(10, 11, 11), patience=1)  # a tie is no improvement
+    assert improving(records(10, 11, 9), patience=2)
+    assert not improving(records(10, 11, 9, 11), patience=2)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--freeze-teacher"], "sets --freeze-teacher itself"),
+    (["--max-update", "5"], "needs --eval-bleu"),
+    (["--students", "0", "--eval-bleu"], "--students must be at least 1"),
+])
+def test_bad_flags(toy_data, tmp_path, flags, message):
+    result = run("l2t-train-teacher", toy_data, "--out", tmp_path, *flags, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("l2t_fairseq: error: ") and message in last, result.stderr[-2000:]
