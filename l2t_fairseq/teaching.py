@@ -262,7 +262,8 @@ class Teaching:
                     group["lr"] = cfg.teacher_lr
             logger.info(f"teacher loaded from {cfg.teacher_path}")
         self.state = torch.zeros(len(STATE_FEATURES), device=self.device)  # s_t, every feature in [0, 1]
-        self.updates = deque(maxlen=cfg.unroll_steps)  # (micro-batches, s_t, dropout seed) of the latest updates
+        # (micro-batches, s_t, dropout seed, (learning rate, decay)) of the latest updates
+        self.updates = deque(maxlen=cfg.unroll_steps)
         self.current = None  # the same for the update being taken
         self.update = None  # its number
         self.window = None  # --unroll-start past: (first update, the student's fp32 weights and rule before it)
@@ -296,7 +297,7 @@ class Teaching:
                 self.refresh(task, sample, model, criterion, optimizer, update_num)
                 utils.set_rng_state(rng)
             window_starts = (update_num + self.cfg.unroll_steps) % self.cfg.teacher_interval == 0
-            if self.cfg.unroll_start == "past" and window_starts:
+            if self.cfg.unroll_start == "past" and window_starts and not self.cfg.freeze_teacher:
                 self.window = (update_num, self.snapshot(model, optimizer))
             # the micro-batches, s_t, the trainer's dropout seed, and the step's learning rate and decay
             step = step_size(optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, not self.cfg.no_unroll_momentum)
