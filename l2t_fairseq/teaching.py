@@ -262,7 +262,7 @@ class Teaching:
                     group["lr"] = cfg.teacher_lr
             logger.info(f"teacher loaded from {cfg.teacher_path}")
         self.state = torch.zeros(len(STATE_FEATURES), device=self.device)  # s_t, every feature in [0, 1]
-        # (micro-batches, s_t, dropout seed, (learning rate, decay)) of the latest updates
+        # (micro-batches, s_t, dropout seed, (learning rate, decay) or None) of the latest updates
         self.updates = deque(maxlen=cfg.unroll_steps)
         self.current = None  # the same for the update being taken
         self.update = None  # its number
@@ -299,8 +299,13 @@ class Teaching:
             window_starts = (update_num + self.cfg.unroll_steps) % self.cfg.teacher_interval == 0
             if self.cfg.unroll_start == "past" and window_starts and not self.cfg.freeze_teacher:
                 self.window = (update_num, self.snapshot(model, optimizer))
-            # the micro-batches, s_t, the trainer's dropout seed, and the step's learning rate and decay
-            step = step_size(optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, not self.cfg.no_unroll_momentum)
+            # the micro-batches, s_t, the trainer's dropout seed, and (replayed from the past only, where each step
+            # keeps its own) the step's learning rate and decay
+            step = None
+            if self.cfg.unroll_start == "past":
+                step = step_size(
+                    optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, not self.cfg.no_unroll_momentum
+                )
             self.current = ([], self.state.clone(), self.cfg.seed + update_num, step)
         if sample is not None:
             self.current[0].append(sample)

@@ -111,10 +111,8 @@ def optimizer_state(model, optimizer, key):
     """One entry of the torch optimizer's per-parameter state by parameter name (of the fp32 master weights
     under FP16Optimizer); None before the first step."""
     torch_optimizer = optimizer.optimizer  # FP16Optimizer: the one stepping the fp32 master weights
-    master = master_weights(optimizer)
-    keys = torch_optimizer.param_groups[0]["params"] if master is None else master
     try:
-        tensors = [torch_optimizer.state[p][key] for p in keys]
+        tensors = [torch_optimizer.state[p][key] for p in stepped_params(optimizer)]
     except KeyError:
         return None
     if any(t is None for t in tensors):
@@ -129,7 +127,7 @@ def step_size(optimizer, choice, unroll_lr=None, momentum=True):
     group = optimizer.optimizer.param_groups[0]
     lr = optimizer.get_lr()
     if choice == "adam" or (choice == "auto" and name == "adam"):
-        state = optimizer.optimizer.state.get(first_param(optimizer), {})
+        state = optimizer.optimizer.state.get(stepped_params(optimizer)[0], {})
         if "exp_avg_sq" not in state:
             return 0.0, 1.0  # no step taken yet: no second moment to precondition with
         (beta1, beta2), steps = group["betas"], int(state["step"]) + 1  # the next step's bias corrections
@@ -139,9 +137,11 @@ def step_size(optimizer, choice, unroll_lr=None, momentum=True):
     return lr / (1 - group.get("momentum", 0.0)) if name == "sgd" else lr, 1.0
 
 
-def first_param(optimizer):
+def stepped_params(optimizer):
+    """The tensors the torch optimizer steps, which key its state: the model's, or FP16Optimizer's fp32 master
+    weights."""
     master = master_weights(optimizer)
-    return (optimizer.optimizer.param_groups[0]["params"] if master is None else master)[0]
+    return optimizer.optimizer.param_groups[0]["params"] if master is None else master
 
 
 def sgd_rule(model, optimizer, unroll_lr=None):
