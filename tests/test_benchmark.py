@@ -1,6 +1,7 @@
 """l2t-benchmark end to end on the tiny IWSLT'14 slice: every row, the significance tests, resuming."""
 
 import json
+import re
 
 import pytest
 from conftest import run
@@ -55,16 +56,22 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
 
     # a run cut off has no record: rerunning redoes it (and a new row), and skips every recorded run
     (out / "records" / "l2t_dlf_frozen-seed2.json").unlink()
-    second = benchmark(small_data, out, work, *ROWS, "label_smoothed")
+    second = benchmark(small_data, out, work, *ROWS, "label_smoothed", "actor_critic")
     assert "cross_entropy-seed1: recorded, skipped" in second.stdout
     started = sorted(line.split("start ")[1] for line in second.stdout.splitlines() if " start " in line)
-    assert started == ["l2t_dlf_frozen-seed2", "label_smoothed-seed1", "label_smoothed-seed2"]
+    assert started == ["actor_critic-seed1", "actor_critic-seed2", "l2t_dlf_frozen-seed2", "label_smoothed-seed1",
+                       "label_smoothed-seed2"]
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["finished_runs"] == 12 and "label_smoothed" in results["summary"]
+    assert results["meta"]["finished_runs"] == 14 and "label_smoothed" in results["summary"]
     assert results["runs"]["1"]["cross_entropy"] == runs["1"]["cross_entropy"]  # not redone
+    # actor-critic fine-tunes the cross-entropy run from its update 3, the critic alone for the first half
+    actor_critic = results["runs"]["1"]["actor_critic"]
+    assert actor_critic["updates"] == 6
+    assert re.search(r"cross_entropy-seed1/checkpoint_\d+_3\.pt", actor_critic["command"])
+    assert "--critic-pretrain-updates 1" in actor_critic["command"]
 
     # --report: the tables from the records alone, nothing trained, even with a run missing
     (out / "records" / "label_smoothed-seed2.json").unlink()
-    report = benchmark(small_data, out, work, *ROWS, "label_smoothed", "--report")
+    report = benchmark(small_data, out, work, *ROWS, "label_smoothed", "actor_critic", "--report")
     assert " start " not in report.stdout and (out / "results.md").read_text() in report.stdout
-    assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 11
+    assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 13

@@ -4,6 +4,8 @@ import json
 
 from conftest import run
 
+from l2t_fairseq.benchmark.search import with_teacher_sources
+
 
 def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
@@ -54,3 +56,20 @@ def test_search_reuses_only_the_benchmarks_runs_of_the_same_command(small_data, 
     work = tmp_path / "work3"
     result = run(*common, "--out", tmp_path / "third", "--work", work, "--benchmark-records", benchmark)
     assert "recorded, skipped" not in result.stdout and (work / "cross_entropy-seed1" / "train.log").is_file()
+
+
+def test_a_teacher_trained_across_students_pulls_in_every_run_before_it():
+    assert with_teacher_sources(["past_u20_trained_frozen", "cross_entropy"]) == [
+        "cross_entropy", "past_u20", "past_u20_second_student", "past_u20_trained_frozen"]
+
+
+def test_a_configuration_can_replace_the_presets_student_flags(small_data, tmp_path):
+    out = tmp_path / "out"
+    run("l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", tmp_path / "work",
+        "--max-update", "2", "--validate-every", "2", "--jobs", "1", "--configs", "cross_entropy_lr0.5",
+        "--benchmark-records", "")
+    command = json.loads((out / "search-records" / "cross_entropy_lr0.5-seed1.json").read_text())["command"].split()
+    lrs = [command[i + 1] for i, word in enumerate(command) if word == "--lr"]
+    assert lrs[-1] == "0.5" and len(lrs) == 2  # the preset's, then the configuration's, which fairseq takes
+    entry = json.loads((out / "search.json").read_text())["configs"]["cross_entropy_lr0.5"]
+    assert entry["flags"].endswith("--lr 0.5")

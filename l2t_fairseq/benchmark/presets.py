@@ -20,14 +20,21 @@ ROWS = {
     "cross_entropy_equal_time": CROSS_ENTROPY,
     "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
     "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
+    "actor_critic": ["--task", "actor_critic_translation", "--criterion", "actor_critic"],
 }
 BASELINE = "cross_entropy"
-SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin")
+SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin", "actor_critic")  # fine-tunes of the cross-entropy run
 TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen")
 
 TRANSFORMER_TOY = [
     "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",
     "--lr-scheduler", "inverse_sqrt", "--cpu",
+]
+# the paper's LSTM-1 (one layer, attention), as examples/iwslt14/train.sh builds it
+LSTM1 = [
+    "--arch", "lstm", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "256",
+    "--encoder-hidden-size", "256", "--decoder-embed-dim", "256", "--decoder-hidden-size", "256",
+    "--decoder-out-embed-dim", "256", "--dropout", "0.2", "--cpu",
 ]
 PRESETS = {
     "multi30k": {
@@ -37,6 +44,20 @@ PRESETS = {
         "validate_every": 200,
         "jobs": 2,
         "train": [*TRANSFORMER_TOY, "--warmup-updates", "200", "--max-tokens", "4096"],
+        "generate": ["--cpu", "--batch-size", "128"],
+    },
+    # the paper's regime: an LSTM-1 student trained with plain SGD as LSTM translation models were (Luong et al.
+    # 2015): gradients summed over each sentence's words and averaged over sentences (--sentence-avg; fairseq's
+    # default, per-token averaging, makes the same learning rate about 14x, the mean target length, smaller here),
+    # clipped to norm 5; the learning rate constant, chosen on dev
+    "multi30k-lstm1-sgd": {
+        "data": "runs/multi30k/bin",
+        "prepare": [os.path.join(REPO, "examples", "multi30k", "prepare.sh"), "--out", "runs/multi30k"],
+        "max_update": 1200,
+        "validate_every": 200,
+        "jobs": 2,
+        "train": [*LSTM1, "--optimizer", "sgd", "--lr", "1.0", "--lr-scheduler", "fixed", "--sentence-avg",
+                  "--clip-norm", "5.0", "--max-tokens", "4096"],
         "generate": ["--cpu", "--batch-size", "128"],
     },
     "iwslt14-small": {

@@ -13,9 +13,10 @@ Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
   the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
   cross-entropy run's speed): is the teacher better than spending its compute
   on more CE?
-- ``sequence_risk`` (MRT), ``softmax_margin``: fine-tunes of the cross-entropy
-  run from its checkpoint at ``--sequence-start`` of the budget (Edunov et al.
-  2018); their time is the prorated cross-entropy part plus their own.
+- ``sequence_risk`` (MRT), ``softmax_margin``, ``actor_critic``: fine-tunes of
+  the cross-entropy run from its checkpoint at ``--sequence-start`` of the budget
+  (Edunov et al. 2018; the actor-critic's critic is pretrained over the first half
+  of its fine-tune); their time is the prorated cross-entropy part plus their own.
 
 Every run validates with greedy dev BLEU and keeps the best checkpoint by it
 (selection on the validation set only); the test set is decoded once per
@@ -96,7 +97,7 @@ class Benchmark:
     def __init__(self, args, preset):
         self.args, self.preset = args, preset
         self.records = os.path.join(args.out, "records")
-        self.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
 
     def row_flags(self, row):
         """The row's loss flags; the L2T rows get --l2t-flags too."""
@@ -154,6 +155,8 @@ class Benchmark:
                                    f"in {args.work} to fine-tune from (delete its record to redo it)")
             updates = args.max_update - args.sequence_start_update
             extra = ["--finetune-from-model", start[0], "--lr-scheduler", "fixed", "--lr", str(args.finetune_lr)]
+            if row == "actor_critic":
+                extra += ["--critic-pretrain-updates", str(updates // 2)]
         elif row == "cross_entropy_equal_time":
             updates = equal_time_updates(done[(BASELINE, seed)], done[("l2t_dlf", seed)])
         if self.teacher_source(row, seed):
@@ -321,8 +324,10 @@ def write_lines(path, lines):
 
 
 def save_teacher(checkpoint, path):
-    """Only the teacher of an l2t_translation checkpoint, in the layout ``--teacher-path`` reads (kilobytes)."""
-    save_teacher_file(torch.load(checkpoint, map_location="cpu")["extra_state"][CHECKPOINT_KEY]["teacher"], str(path))
+    """Only the teacher of an l2t_translation checkpoint and its Adam state, in the layout ``--teacher-path`` reads
+    (kilobytes; the Adam state for ``--continue-teacher``)."""
+    state = torch.load(checkpoint, map_location="cpu")["extra_state"][CHECKPOINT_KEY]
+    save_teacher_file(state["teacher"], str(path), state["teacher_optimizer"])
 
 
 def add_run_arguments(parser, out_help, work_default, default_seeds):
@@ -336,6 +341,7 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--validate-every", type=int, help="updates between validations (dev BLEU, checkpoint "
                         "selection; default: the preset's)")
     parser.add_argument("--jobs", type=int, help="runs at a time, sharing the CPU cores (default: the preset's)")
+    parser.add_argument("--threads", type=int, help="threads per run (default: the CPU cores shared by --jobs)")
     parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
                         "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
 

@@ -13,6 +13,7 @@ same seeds, time against cross-entropy, and what the teacher did (relative sprea
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -28,45 +29,64 @@ from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
 
 LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
           "--phi-normalization", "none"]
+PAST_U20 = L2T + ["--unroll-start", "past", "--unroll-steps", "20"]
 RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
-# name: (loss flags, the configuration whose learned teacher this one starts from, or None)
+# flags: the row's loss flags; teacher_from: the configuration whose learned teacher this one starts from;
+# student: flags that replace the preset's (e.g. another learning rate), put last on the command line
+Config = collections.namedtuple("Config", "flags teacher_from student", defaults=(None, ()))
 CONFIGS = {
-    "cross_entropy": (ROWS["cross_entropy"], None),
-    "label_smoothed": (ROWS["label_smoothed"], None),
+    "cross_entropy": Config(ROWS["cross_entropy"]),
+    "label_smoothed": Config(ROWS["label_smoothed"]),
     # the plugin's first defaults: the paper's SGD unroll, a linear W, coefficients used as they are
-    "l2t_linear_sgd": (L2T + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"], None),
+    "l2t_linear_sgd": Config(L2T + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"]),
     # a teacher that moves, and harms (coefficients turn negative)
-    "l2t_sgd_k20_lr1e-2": (L2T + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"], None),
+    "l2t_sgd_k20_lr1e-2": Config(L2T + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"]),
     # the student's own Adam steps in the unroll, positive coefficients of fixed mean, relative teacher lr
-    "adam_relative": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
-    "adam_relative_k20": (L2T + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"], None),
-    "adam_relative_lr0.2": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"], None),
-    "adam_relative_u10": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
-                                            "--unroll-steps", "10"], None),
-    "sgd_relative": (L2T + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
-                     + ["--teacher-interval", "50", "--teacher-lr", "0.05"], None),
+    "adam_relative": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
+    "adam_relative_k20": Config(L2T + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"]),
+    "adam_relative_lr0.2": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"]),
+    "adam_relative_u10": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
+                                                  "--unroll-steps", "10"]),
+    "sgd_relative": Config(L2T + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
+                           + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
     # a refresh costs about 35 student updates here: K = 100 keeps the run within 1.5x cross-entropy's time
-    "adam_relative_k100": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"], None),
-    "adam_relative_k100_lr0.03": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], None),
-    "adam_relative_k100_lr0.3": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"], None),
+    "adam_relative_k100": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"]),
+    "adam_relative_k100_lr0.03": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"]),
+    "adam_relative_k100_lr0.3": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"]),
     # the paper's two phases: the teacher adam_relative learned (on the next seed, cyclically: with one seed, the
     # same one) teaches a new student, frozen or learning on
-    "adam_relative_frozen": (L2T + RELATIVE + ["--freeze-teacher"], "adam_relative"),
-    "adam_relative_continued": (L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
-                                "adam_relative"),
-    "adam_relative_k100_frozen": (L2T + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
-                                  "adam_relative_k100"),
-    "adam_relative_k100_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
-                                     "adam_relative_k100"),
+    "adam_relative_frozen": Config(L2T + RELATIVE + ["--freeze-teacher"], "adam_relative"),
+    "adam_relative_continued": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
+                                      "adam_relative"),
+    "adam_relative_k100_frozen": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
+                                        "adam_relative_k100"),
+    "adam_relative_k100_continued": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
+                                           "adam_relative_k100"),
     # the default's teacher (lr 0.03) learning on over a second student
-    "adam_relative_k100_lr0.03_continued": (L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"],
-                                            "adam_relative_k100_lr0.03"),
+    "adam_relative_k100_lr0.03_continued": Config(
+        L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], "adam_relative_k100_lr0.03"
+    ),
     # the plugin's defaults as they are (replaying the U updates before the refresh, the cross-entropy loss scale)
-    "l2t_defaults": (L2T, None),
+    "l2t_defaults": Config(L2T),
     # Algorithm 1's reverse of the real steps: from where the student took them, over 20 updates, and with the
     # authors' replayed windows (5 teacher steps per refresh)
-    "past_u20": (L2T + ["--unroll-start", "past", "--unroll-steps", "20"], None),
-    "past_u20_m5": (L2T + ["--unroll-start", "past", "--unroll-steps", "20", "--teacher-replays", "5"], None),
+    "past_u20": Config(PAST_U20),
+    "past_u20_m5": Config(PAST_U20 + ["--teacher-replays", "5"]),
+    # Algorithm 1 at a longer horizon: every update of the run reversed once, in windows of 100
+    "past_u100": Config(L2T + ["--unroll-start", "past", "--unroll-steps", "100"]),
+    # the authors' --combine_loss: half NLL, half the learned loss
+    "past_u20_nll0.5": Config(PAST_U20 + ["--nll-weight", "0.5"]),
+    # a teacher that moves faster, and one whose dev measure weighs the candidates more evenly
+    "past_u20_lr0.1": Config(PAST_U20 + ["--teacher-lr", "0.1"]),
+    "past_u20_alpha0.5": Config(PAST_U20 + ["--teacher-alpha", "0.5"]),
+    # Algorithm 1 across students: past_u20's teacher and its Adam state (from the next seed's run) go on learning
+    # over a second student, then teach a third one frozen
+    "past_u20_second_student": Config(PAST_U20 + ["--continue-teacher"], "past_u20"),
+    "past_u20_trained_frozen": Config(L2T + ["--freeze-teacher"], "past_u20_second_student"),
+    # SGD students (the multi30k-lstm1-sgd preset): cross-entropy's learning rate chosen on dev
+    "cross_entropy_lr0.5": Config(ROWS["cross_entropy"], student=("--lr", "0.5")),
+    "cross_entropy_lr2": Config(ROWS["cross_entropy"], student=("--lr", "2.0")),
+    "cross_entropy_lr4": Config(ROWS["cross_entropy"], student=("--lr", "4.0")),
 }
 BASELINE = "cross_entropy"
 
@@ -79,8 +99,11 @@ class Search(Benchmark):
         self.records = os.path.join(args.out, "search-records")  # beside the benchmark's records, never among them
 
     def row_flags(self, row):
-        flags = list(CONFIGS[row][0])
+        flags = list(CONFIGS[row].flags)
         return flags + shlex.split(self.args.l2t_flags) if "l2t_translation" in flags else flags
+
+    def train_command(self, row, seed, run_dir, updates, extra=()):
+        return super().train_command(row, seed, run_dir, updates, [*extra, *CONFIGS[row].student])
 
     def load(self, row, seed):
         return super().load(row, seed) or self.benchmark_record(row, seed)
@@ -99,7 +122,7 @@ class Search(Benchmark):
 
     def teacher_source(self, row, seed):
         """A two-phase configuration's teacher: the one its source configuration learned on the next seed."""
-        source = CONFIGS[row][1]
+        source = CONFIGS[row].teacher_from
         return (source, self.teacher_seed(seed)) if source else None
 
     def report(self, done):
@@ -112,7 +135,8 @@ class Search(Benchmark):
                 continue
             by_seed = runs[row]
             dev = [r["best_dev_bleu"] for r in by_seed.values()]
-            entry = {"flags": shlex.join(CONFIGS[row][0]), "teacher_from": CONFIGS[row][1],
+            entry = {"flags": shlex.join([*CONFIGS[row].flags, *CONFIGS[row].student]),
+                     "teacher_from": CONFIGS[row].teacher_from,
                      "seeds": sorted(by_seed), "best_dev_bleu": [statistics.mean(dev), spread(dev)],
                      "train_seconds": statistics.mean(r["train_seconds"] for r in by_seed.values())}
             base = runs.get(BASELINE, {})
@@ -120,8 +144,7 @@ class Search(Benchmark):
             if paired and row != BASELINE:
                 entry["dev_gain_to_ce"] = statistics.mean(by_seed[s]["best_dev_bleu"] - base[s]["best_dev_bleu"]
                                                           for s in paired)
-                entry["time_ratio_to_ce"] = statistics.mean(by_seed[s]["train_seconds"] / base[s]["train_seconds"]
-                                                            for s in paired)
+                entry["time_ratio_to_ce"] = statistics.mean(cost(by_seed[s]) / cost(base[s]) for s in paired)
             entry.update(teacher_summary(self, row, by_seed))
             table[row] = entry
         meta = {"date": f"{datetime.date.today()}", "command": shlex.join(["l2t-search", *self.args.argv]),
@@ -134,6 +157,21 @@ class Search(Benchmark):
         with open(os.path.join(self.args.out, "search.md"), "w") as f:
             f.write(text)
         return text
+
+
+def with_teacher_sources(configs):
+    """The configurations and, for one that reuses a teacher, the one that trained it (and so on back), in the
+    order of CONFIGS: a source comes before the configurations that need it."""
+    needed = set(configs)
+    for name in reversed(CONFIGS):
+        if name in needed and CONFIGS[name].teacher_from:
+            needed.add(CONFIGS[name].teacher_from)
+    return [name for name in CONFIGS if name in needed]
+
+
+def cost(record):
+    """CPU seconds (which leave out waiting for a core), or for older records training seconds."""
+    return record.get("cpu_seconds") or record["train_seconds"]
 
 
 def without_save_dir(command):
@@ -171,7 +209,7 @@ def search_markdown(table, meta):
         f"{meta['planned_runs']} runs finished. Best greedy dev BLEU over the run's validations; "
         "the test set is not decoded.",
         "",
-        "| config | seeds | best dev BLEU | vs CE | time x CE | Phi max/min at end | mean lookahead gain "
+        "| config | seeds | best dev BLEU | vs CE | CPU time x CE | Phi max/min at end | mean lookahead gain "
         "| steps with gain > 0 | flags |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -205,9 +243,7 @@ def main(argv=None):
     args.work = args.work or os.path.join("runs", "search", args.preset)
     if args.benchmark_records is None:
         args.benchmark_records = os.path.join("docs", "benchmark", args.preset, "records")
-    # configurations that reuse a teacher need the run that trained it
-    args.rows = [name for name in CONFIGS if name in args.configs or any(
-        CONFIGS[c][1] == name for c in args.configs)]
+    args.rows = with_teacher_sources(args.configs)
     args.data = runner.prepared_data(args, preset, parser)
     args.sequence_start_update, args.finetune_lr = None, None
     os.makedirs(args.out, exist_ok=True)

@@ -1,1 +1,6 @@
-from l2t_fairseq.criterions import l2t_dlf, sequence_risk, softmax_margin  # noqa: F401 - registers the criteria
+from l2t_fairseq.criterions import (  # noqa: F401 - registers the criteria
+    actor_critic,
+    l2t_dlf,
+    sequence_risk,
+    softmax_margin,
+)

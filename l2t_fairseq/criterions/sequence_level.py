@@ -53,16 +53,15 @@ class SequenceLevelCriterion(FairseqCriterion):
         self.num_candidates = candidates
         self.candidate_search = candidate_search
         self.token_nll_weight = token_nll_weight
-        self.generator = None
         self.remove_bpe = getattr(task.cfg, "eval_bleu_remove_bpe", None)
 
     def text(self, tokens, reference=False):
         return bleu_text(self.task.target_dictionary, tokens, self.remove_bpe, reference)
 
     def candidates(self, model, sample):
-        if self.generator is None:
-            self.generator = build_candidate_generator(self.task, model, self.candidate_search, self.num_candidates)
-        hypotheses = decode(self.task, self.generator, model, sample)
+        # built per call (cheap): a generator kept as an attribute would be a submodule, the model saved twice
+        generator = build_candidate_generator(self.task, model, self.candidate_search, self.num_candidates)
+        hypotheses = decode(self.task, generator, model, sample)
         if self.include_reference:
             references = [utils.strip_pad(t, self.padding_idx) for t in sample["target"]]
             hypotheses = [nbest + [reference] for nbest, reference in zip(hypotheses, references)]

@@ -1,1 +1,1 @@
-from l2t_fairseq.tasks import l2t_translation  # noqa: F401 - registers the task
+from l2t_fairseq.tasks import actor_critic_translation, l2t_translation  # noqa: F401 - registers the tasks
