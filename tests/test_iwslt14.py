@@ -101,13 +101,15 @@ def test_small_recipe_trains_and_evaluates(small_data, tmp_path, loss):
 
 
 def test_the_papers_sgd_recipe_trains_the_lstm_student(small_data, tmp_path):
-    """train_lstm1.sh --sgd: the paper's LSTM-1 with plain SGD (lr 1.0), the teacher replaying SGD steps."""
+    """train_lstm1.sh --sgd: the paper's LSTM-1 with plain SGD (lr 1.0, sentence-averaged gradients clipped to norm
+    5), the teacher replaying SGD steps."""
     save_dir = tmp_path / "run"
     small = [f"--{part}-{size}" for part in ("encoder", "decoder") for size in ("embed-dim", "hidden-size")]
     result = script("train_lstm1.sh", "--loss", "l2t", "--sgd", "--data", small_data, "--save-dir", save_dir,
                     "--max-update", "5", "--teacher-interval", "2", "--unroll-steps", "2", "--max-tokens", "1000",
                     *[word for flag in small for word in (flag, "32")], "--decoder-out-embed-dim", "32")
     assert "done training" in result.stdout and re.search(r"\| lr 1 \|", result.stdout), result.stdout[-2000:]
+    assert "'sentence_avg': True" in result.stdout and "'clip_norm': 5.0" in result.stdout
     records = [json.loads(line) for line in (save_dir / "teacher.jsonl").read_text().splitlines()]
     # teacher steps taken (an untrained student's candidates all score BLEU 0, so the gradient may vanish)
     assert [(r["update"], r["workers"], r["skipped"]) for r in records] == [(2, 1, False), (4, 1, False)]

@@ -73,3 +73,8 @@ def test_a_configuration_can_replace_the_presets_student_flags(small_data, tmp_p
     assert lrs[-1] == "0.5" and len(lrs) == 2  # the preset's, then the configuration's, which fairseq takes
     entry = json.loads((out / "search.json").read_text())["configs"]["cross_entropy_lr0.5"]
     assert entry["flags"].endswith("--lr 0.5")
+    # --report: the tables from the records, nothing trained
+    report = run("l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work",
+                 tmp_path / "work", "--max-update", "2", "--configs", "cross_entropy_lr0.5", "cross_entropy",
+                 "--benchmark-records", "", "--report")
+    assert " start " not in report.stdout and "| cross_entropy_lr0.5 | 1 |" in report.stdout

@@ -91,5 +91,4 @@ def markdown(summary, meta):
             f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
             f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
-    lines.append("| actor-critic | not built | | | | | | | | | | | | |")
     return "\n".join(lines) + "\n"

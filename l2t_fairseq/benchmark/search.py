@@ -233,6 +233,8 @@ def main(argv=None):
     parser.add_argument("--benchmark-records", help="reuse the benchmark's finished runs of the same command "
                         "(cross_entropy, label_smoothed) from this folder; '' to train them again "
                         "(default: docs/benchmark/PRESET/records)")
+    parser.add_argument("--report", action="store_true", help="train nothing: rewrite search.md and search.json "
+                        "from the finished runs' records")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     preset = PRESETS[args.preset]
@@ -249,7 +251,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     search = Search(args, preset)
-    print(search.report(search.run_all()))
+    print(search.report(search.recorded() if args.report else search.run_all()))
     return 0
 
 
