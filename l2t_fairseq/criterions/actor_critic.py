@@ -10,7 +10,6 @@ starts fresh).  The formulas are in :mod:`l2t_fairseq.actor_critic`.
 """
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +21,7 @@ from omegaconf import II
 from l2t_fairseq import actor_critic
 from l2t_fairseq.bleu import bleu_text
 from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode
+from l2t_fairseq.criterions.sequence_level import log_loss_and_nll
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.loss import log_probs
 from l2t_fairseq.student import evaluation
@@ -175,14 +175,8 @@ class ActorCriticCriterion(FairseqCriterion):
         """``loss`` per sentence; ``nll_loss`` per reference token in base 2 (``ppl`` from it); the critic's
         squared TD error and value variance per sampled token; the actor's expected value and its samples' BLEU
         per sentence."""
-
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sentences, ntokens, sampled = total("nsentences"), total("ntokens"), max(total("sample_tokens"), 1)
-        metrics.log_scalar("loss", total("loss") / sentences / math.log(2), sentences, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        total = log_loss_and_nll(logging_outputs)
+        sentences, sampled = total("nsentences"), max(total("sample_tokens"), 1)
         metrics.log_scalar("td_error", total("td_error") / sampled, sampled, round=5)
         metrics.log_scalar("critic_variance", total("critic_variance") / sampled, sampled, round=5)
         metrics.log_scalar("actor_value", total("actor_value") / sentences, sentences, round=4)

@@ -38,6 +38,20 @@ class SequenceLevelConfig(FairseqDataclass):
     )
 
 
+def log_loss_and_nll(logging_outputs):
+    """Logs ``loss`` per sentence and ``nll_loss`` per token in base 2 (``ppl`` from it), as fairseq logs them;
+    returns ``total(key)``, the sum of a key over the logging outputs, for the criterion's own metrics."""
+
+    def total(key):
+        return sum(log.get(key, 0) for log in logging_outputs)
+
+    sentences, ntokens = total("nsentences"), total("ntokens")
+    metrics.log_scalar("loss", total("loss") / sentences / math.log(2), sentences, round=3)
+    metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
+    metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+    return total
+
+
 class SequenceLevelCriterion(FairseqCriterion):
     """Decodes candidates (no gradient, dropout off), then scores them with the training model."""
 
@@ -94,15 +108,8 @@ class SequenceLevelCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        """``loss`` per sentence and ``nll_loss`` per token in base 2 (``ppl`` from it), as fairseq logs them."""
-
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        sentences, ntokens = total("nsentences"), total("ntokens")
-        metrics.log_scalar("loss", total("loss") / sentences / math.log(2), sentences, round=3)
-        metrics.log_scalar("nll_loss", total("nll_loss") / ntokens / math.log(2), ntokens, round=3)
-        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        total = log_loss_and_nll(logging_outputs)
+        sentences = total("nsentences")
         metrics.log_scalar("sequence_loss", total("sequence_loss") / sentences, sentences, round=4)
         metrics.log_scalar("candidate_bleu", total("candidate_bleu") / max(total("ncandidates"), 1), round=4)
 
