@@ -44,7 +44,7 @@ from l2t_fairseq.diagnostics import phi_bands, target_frequency
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.student import fp32_params, make_step_loss
-from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher
+from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
 from l2t_fairseq.teacher_step import Unrolled, teach_once
 from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, check_optimizer, step_size, student_rule
 
@@ -102,6 +102,12 @@ class TeachingConfig(FairseqDataclass):
                   "coefficients' size)"},
     )
     teacher_keys: int = field(default=5, metadata={"help": "N: number of keys of the teacher's attention"})
+    phi_init: Optional[float] = field(
+        default=None,
+        metadata={"help": "the coefficient every word starts at (default 1/ln|V|; the authors' code starts at 1 on a "
+                  "pretrained student); with --phi-normalization token_mean also the mean the coefficients keep, "
+                  "and with --loss-scale cross_entropy the loss is scaled by 4/phi-init"},
+    )
     teacher_parametrization: ChoiceEnum(PARAMETRIZATIONS) = field(
         default="exp",
         metadata={"help": "the teacher learns W itself (linear) or log W (exp: coefficients stay positive, and "
@@ -164,6 +170,7 @@ def check_config(cfg):
         ("--unroll-lr", 1.0 if cfg.unroll_lr is None else cfg.unroll_lr),
         ("--teacher-lr", cfg.teacher_lr),
         ("--teacher-alpha", cfg.teacher_alpha),
+        ("--phi-init", 1.0 if cfg.phi_init is None else cfg.phi_init),
     ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
@@ -244,8 +251,10 @@ class Teaching:
             logger.warning("the target dictionary holds subword pieces: without --eval-bleu-remove-bpe the "
                            "teacher's BLEU is computed on them, not on words")
         self.device = torch.device("cuda") if torch.cuda.is_available() and not cfg.cpu else torch.device("cpu")
+        # where the coefficients start; the criterion takes its loss's scale from it
+        self.phi_init = default_phi_init(len(target_dictionary)) if cfg.phi_init is None else cfg.phi_init
         self.teacher = Teacher(
-            len(target_dictionary), num_keys=cfg.teacher_keys, state_dim=len(STATE_FEATURES),
+            len(target_dictionary), num_keys=cfg.teacher_keys, state_dim=len(STATE_FEATURES), phi_init=self.phi_init,
             parametrization=cfg.teacher_parametrization, seed=cfg.seed,
         ).to(self.device)
         self.teacher_optimizer = torch.optim.Adam(self.teacher.parameters(), lr=cfg.teacher_lr)

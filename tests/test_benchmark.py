@@ -75,3 +75,19 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     report = benchmark(small_data, out, work, *ROWS, "label_smoothed", "actor_critic", "--report")
     assert " start " not in report.stdout and (out / "results.md").read_text() in report.stdout
     assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 13
+
+
+def test_the_converged_budget_ignores_an_early_plateau():
+    from l2t_fairseq.benchmark.report import converged_budget, convergence
+
+    # an SGD student stuck early (200-400), then learning, then flat; a second seed 0.5 below
+    first = [(200, 1.3), (400, 1.5), (600, 6.4), (800, 12.8), (1000, 30.0), (1200, 30.2), (1400, 30.3),
+             (1600, 30.1), (1800, 30.4), (2000, 30.5)]
+    second = [(u, b - 0.5) for u, b in first]
+    gains = dict(convergence([first, second]))
+    # over the last 20 %: at 400 from the best up to 320 (that of 200), at 1200 from that up to 960 (800)
+    assert gains[400] == pytest.approx(0.2) and gains[1200] == pytest.approx(17.4)
+    assert gains[1400] == pytest.approx(0.3) and gains[1600] == pytest.approx(0.1)
+    assert converged_budget([first, second]) == 1600  # not 400: the plateau there ended
+    assert converged_budget([first[:-1] + [(2000, 30.8)], second]) is None  # still rising at the end
+    assert converged_budget([first[:8]]) == 1600 and converged_budget([first[:7]]) is None

@@ -194,3 +194,21 @@ def test_the_cross_entropy_scale_gives_cross_entropys_gradient_at_the_start(dict
     # the loss itself is on cross-entropy's scale: 0 where p = 1, about ln|V| where p = 1/|V|
     values = default.loss(lprobs[:, [0, -1]].detach(), target[:, :2], phi)[0]
     assert 0.6 * math.log(vocab) < values < 1.0 * math.log(vocab)
+
+
+def test_phi_init_sets_where_the_coefficients_start_and_the_loss_scale(dictionary):
+    """--phi-init 1 (the authors' start): every coefficient starts at 1, the batch mean is kept at 1, and the
+    cross-entropy scale is 4: the gradient in log p is cross-entropy's where p = 1 and vanishes for words the
+    student gives little probability (the sigmoid saturates)."""
+    task = make_task(dictionary, teacher_parametrization="exp", phi_init=1.0)
+    criterion = L2TDLFCriterion(task, "token_mean", "cross_entropy", 0.0, False)
+    phi = task.teaching.phi()
+    torch.testing.assert_close(phi, torch.ones(len(dictionary)))
+    assert criterion.loss.coefficient_mean == 1.0 and criterion.loss.scale == 4.0
+    lprobs = torch.tensor([-8.0, -1.0, 0.0]).view(1, 3, 1).expand(1, 3, len(dictionary)).clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(criterion.loss(lprobs, torch.full((1, 3), 4), phi)[0], lprobs)
+    weights = -gradient[0, :, 4]  # relative to cross-entropy's -1
+    torch.testing.assert_close(weights, 4 * torch.sigmoid(lprobs[0, :, 4]) * torch.sigmoid(-lprobs[0, :, 4]))
+    assert weights[0] < 0.002 and weights[-1] == pytest.approx(1)
+    # by default the start is 1/ln|V|
+    assert make_task(dictionary).teaching.phi_init == pytest.approx(1 / math.log(len(dictionary)))

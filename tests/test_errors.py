@@ -24,7 +24,7 @@ def assert_names(message, *expected):
     [
         ("--unroll-steps", "0"), ("--teacher-interval", "0"), ("--teacher-keys", "0"), ("--unroll-lr", "-1"),
         ("--teacher-candidates", "0"), ("--teacher-alpha", "0"), ("--nll-weight", "2"), ("--teacher-replays", "0"),
-        ("--unroll-keep-every", "-1"),
+        ("--unroll-keep-every", "-1"), ("--phi-init", "0"),
     ],
 )
 def test_bad_values(toy_data, tmp_path, monkeypatch, flag, value):

@@ -78,3 +78,34 @@ def test_a_configuration_can_replace_the_presets_student_flags(small_data, tmp_p
                  tmp_path / "work", "--max-update", "2", "--configs", "cross_entropy_lr0.5", "cross_entropy",
                  "--benchmark-records", "", "--report")
     assert " start " not in report.stdout and "| cross_entropy_lr0.5 | 1 |" in report.stdout
+
+
+def test_a_configuration_can_start_from_the_cross_entropy_run(small_data, tmp_path):
+    """The authors' start: the cross-entropy run of the same seed, from its checkpoint half-way, at the learning
+    rate it had reached there, found in the benchmark's training folder when its record is reused."""
+    import torch
+
+    common = ["l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--max-update", "4",
+              "--validate-every", "2", "--jobs", "1", "--l2t-flags=--teacher-interval 1 --unroll-steps 1"]
+    first = tmp_path / "first"
+    run(*common, "--out", first, "--work", tmp_path / "benchmark-work", "--configs", "cross_entropy",
+        "--benchmark-records", "")
+    out, work = tmp_path / "out", tmp_path / "work"
+    result = run(*common, "--out", out, "--work", work, "--configs", "cross_entropy", "past_u20_from_ce_phi1",
+                 "--benchmark-records", first / "search-records", "--benchmark-work", tmp_path / "benchmark-work")
+    assert "cross_entropy-seed1: recorded, skipped" in result.stdout
+    ce = json.loads((first / "search-records" / "cross_entropy-seed1.json").read_text())
+    record = json.loads((out / "search-records" / "past_u20_from_ce_phi1-seed1.json").read_text())
+    command = record["command"].split()
+    start = command[command.index("--finetune-from-model") + 1]
+    assert start.startswith(str(tmp_path / "benchmark-work" / "cross_entropy-seed1" / "checkpoint_"))
+    assert start.endswith("_2.pt")
+    reached = torch.load(start, map_location="cpu", weights_only=False)["last_optimizer_state"]["param_groups"][0]
+    lrs = [command[i + 1] for i, word in enumerate(command) if word == "--lr"]
+    schedulers = [command[i + 1] for i, word in enumerate(command) if word == "--lr-scheduler"]
+    assert float(lrs[-1]) == reached["lr"] and schedulers[-1] == "fixed"
+    assert command[command.index("--phi-init") + 1] == "1" and command[command.index("--max-update") + 1] == "2"
+    # the record covers the whole budget: the cross-entropy part (its curve and prorated cost), then the fine-tune
+    assert record["updates"] == 4 and record["dev_bleu_curve"][0] == ce["dev_bleu_curve"][0]
+    assert [u for u, _ in record["dev_bleu_curve"]] == [2, 4]
+    assert record["cpu_seconds"] > ce["cpu_seconds"] / 2

@@ -31,6 +31,26 @@ def spread(values):
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def convergence(curves, tail=0.2):
+    """For each budget B (an update every curve validated at): the mean over the curves (seeds) of what the
+    best-so-far dev BLEU gained over the last ``tail`` of B, from update (1 - tail) B to B."""
+    def best(curve, upto):
+        return max((bleu for update, bleu in curve if update <= upto), default=0.0)
+
+    budgets = sorted(set.intersection(*({update for update, _ in curve} for curve in curves)))
+    return [(b, statistics.mean(best(c, b) - best(c, (1 - tail) * b) for c in curves)) for b in budgets]
+
+
+def converged_budget(curves, tolerance=0.3, tail=0.2):
+    """The smallest budget from which on the best-so-far dev BLEU gains less than ``tolerance`` over the last
+    ``tail`` of every budget measured (a plateau early in training that later ends is no convergence); None if
+    the gain is still above it at the last."""
+    budget = None
+    for b, gain in convergence(curves, tail):
+        budget = None if gain >= tolerance else budget or b
+    return budget
+
+
 def summarize(runs, rows, records):
     """Per row: mean and std over seeds, paired-bootstrap p-values against CE, and cost ratios to CE."""
     summary = {}

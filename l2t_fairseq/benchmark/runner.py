@@ -131,13 +131,34 @@ class Benchmark:
         seeds = self.args.seeds
         return seeds[(seeds.index(seed) + 1) % len(seeds)]
 
+    def finetune_start(self, row):
+        """The update of the cross-entropy run of the same seed that this row fine-tunes from; None: trained from
+        scratch."""
+        return self.args.sequence_start_update if row in SEQUENCE_LEVEL else None
+
+    def start_checkpoint(self, seed, update):
+        """The cross-entropy run's checkpoint at ``update``."""
+        found = glob.glob(os.path.join(self.args.work, self.key(BASELINE, seed), f"checkpoint_*_{update}.pt"))
+        if not found:
+            raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in {self.args.work} "
+                               "to fine-tune from (delete its record to redo it)")
+        return found[0]
+
+    def finetune_flags(self, row, checkpoint):
+        """The fine-tune's schedule: the benchmark's fixed lr."""
+        flags = ["--lr-scheduler", "fixed", "--lr", str(self.args.finetune_lr)]
+        return flags + (["--critic-pretrain-updates", str(self.finetune_updates(row) // 2)]
+                        if row == "actor_critic" else [])
+
+    def finetune_updates(self, row):
+        return self.args.max_update - self.finetune_start(row)
+
     def dependencies(self, row, seed):
-        if row in SEQUENCE_LEVEL:
-            return [(BASELINE, seed)]
+        needs = [(BASELINE, seed)] if self.finetune_start(row) is not None else []
         if row == "cross_entropy_equal_time":
-            return [(BASELINE, seed), ("l2t_dlf", seed)]
+            needs = [(BASELINE, seed), ("l2t_dlf", seed)]
         source = self.teacher_source(row, seed)
-        return [source] if source else []
+        return needs + ([source] if source else [])
 
     def run(self, row, seed, done):
         """Trains, decodes the test set once, and writes the record.  Returns the record."""
@@ -146,21 +167,15 @@ class Benchmark:
         shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
         os.makedirs(run_dir)
         updates, extra = args.max_update, []
-        if row in SEQUENCE_LEVEL:
-            start = glob.glob(
-                os.path.join(args.work, self.key(BASELINE, seed), f"checkpoint_*_{args.sequence_start_update}.pt")
-            )
-            if not start:
-                raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {args.sequence_start_update} "
-                                   f"in {args.work} to fine-tune from (delete its record to redo it)")
-            updates = args.max_update - args.sequence_start_update
-            extra = ["--finetune-from-model", start[0], "--lr-scheduler", "fixed", "--lr", str(args.finetune_lr)]
-            if row == "actor_critic":
-                extra += ["--critic-pretrain-updates", str(updates // 2)]
+        start = self.finetune_start(row)
+        if start is not None:
+            checkpoint = self.start_checkpoint(seed, start)
+            updates = self.finetune_updates(row)
+            extra = ["--finetune-from-model", checkpoint, *self.finetune_flags(row, checkpoint)]
         elif row == "cross_entropy_equal_time":
             updates = equal_time_updates(done[(BASELINE, seed)], done[("l2t_dlf", seed)])
         if self.teacher_source(row, seed):
-            extra = ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
+            extra += ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
         command = self.train_command(row, seed, run_dir, updates, extra)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
@@ -174,18 +189,18 @@ class Benchmark:
             ],
             "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
         }
-        if row in SEQUENCE_LEVEL:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
+        if start is not None:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
             ce = done[(BASELINE, seed)]
-            record["train_seconds"] += ce["train_seconds"] * args.sequence_start_update / ce["updates"]
+            record["train_seconds"] += ce["train_seconds"] * start / ce["updates"]
             if "cpu_seconds" in ce:
-                record["cpu_seconds"] += ce["cpu_seconds"] * args.sequence_start_update / ce["updates"]
+                record["cpu_seconds"] += ce["cpu_seconds"] * start / ce["updates"]
             else:
                 del record["cpu_seconds"]
             record["updates"] = args.max_update
             record["peak_rss_mib"] = max(rss, ce["peak_rss_mib"])
             record["peak_cuda_mib"] = max(record["peak_cuda_mib"], ce["peak_cuda_mib"])
-            record["dev_bleu_curve"] = [p for p in ce["dev_bleu_curve"] if p[0] <= args.sequence_start_update] + [
-                (u + args.sequence_start_update, b) for u, b in record["dev_bleu_curve"]
+            record["dev_bleu_curve"] = [p for p in ce["dev_bleu_curve"] if p[0] <= start] + [
+                (u + start, b) for u, b in record["dev_bleu_curve"]
             ]
         record["best_dev_bleu"] = max((b for _, b in record["dev_bleu_curve"]), default=None)
         record["seconds_per_update"] = record["train_seconds"] / record["updates"]

@@ -15,11 +15,14 @@ same seeds, time against cross-entropy, and what the teacher did (relative sprea
 import argparse
 import collections
 import datetime
+import glob
 import json
 import os
 import shlex
 import statistics
 import sys
+
+import torch
 
 from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark import runner
@@ -32,8 +35,10 @@ LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametr
 PAST_U20 = L2T + ["--unroll-start", "past", "--unroll-steps", "20"]
 RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
 # flags: the row's loss flags; teacher_from: the configuration whose learned teacher this one starts from;
-# student: flags that replace the preset's (e.g. another learning rate), put last on the command line
-Config = collections.namedtuple("Config", "flags teacher_from student", defaults=(None, ()))
+# student: flags that replace the preset's (e.g. another learning rate), put last on the command line;
+# start: the fraction of the budget trained with cross-entropy first (the student fine-tunes the cross-entropy run
+# of its seed from its checkpoint there, at the learning rate that run had reached, held fixed), None: from scratch
+Config = collections.namedtuple("Config", "flags teacher_from student start", defaults=(None, (), None))
 CONFIGS = {
     "cross_entropy": Config(ROWS["cross_entropy"]),
     "label_smoothed": Config(ROWS["label_smoothed"]),
@@ -79,6 +84,10 @@ CONFIGS = {
     # a teacher that moves faster, and one whose dev measure weighs the candidates more evenly
     "past_u20_lr0.1": Config(PAST_U20 + ["--teacher-lr", "0.1"]),
     "past_u20_alpha0.5": Config(PAST_U20 + ["--teacher-alpha", "0.5"]),
+    # the authors' start: a student pretrained with cross-entropy (here the cross-entropy run of the same seed,
+    # from half-way), taught for the rest of the budget; with the coefficients at 1/ln|V| or, as theirs, at 1
+    "past_u20_from_ce": Config(PAST_U20, start=0.5),
+    "past_u20_from_ce_phi1": Config(PAST_U20 + ["--phi-init", "1"], start=0.5),
     # Algorithm 1 across students: past_u20's teacher and its Adam state (from the next seed's run) go on learning
     # over a second student, then teach a third one frozen
     "past_u20_second_student": Config(PAST_U20 + ["--continue-teacher"], "past_u20"),
@@ -119,6 +128,30 @@ class Search(Benchmark):
             record = json.load(f)
         wanted = self.train_command(row, seed, "RUN", self.args.max_update)[3:]
         return record if without_save_dir(shlex.split(record["command"])) == without_save_dir(wanted) else None
+
+    def finetune_start(self, row):
+        fraction = CONFIGS[row].start
+        if fraction is None:
+            return None
+        every = self.args.validate_every  # checkpoints are saved at validations
+        return max(every, int(fraction * self.args.max_update) // every * every)
+
+    def start_checkpoint(self, seed, update):
+        """The cross-entropy run's checkpoint: the search's own run, or the benchmark's run whose record it reuses."""
+        try:
+            return super().start_checkpoint(seed, update)
+        except RuntimeError:
+            found = glob.glob(os.path.join(self.args.benchmark_work, self.key(BASELINE, seed),
+                                           f"checkpoint_*_{update}.pt"))
+            if not found:
+                raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in "
+                                   f"{self.args.work} or {self.args.benchmark_work} to fine-tune from") from None
+            return found[0]
+
+    def finetune_flags(self, row, checkpoint):
+        """The learning rate the cross-entropy run had reached at that checkpoint, held fixed."""
+        lr = torch.load(checkpoint, map_location="cpu")["last_optimizer_state"]["param_groups"][0]["lr"]
+        return ["--lr-scheduler", "fixed", "--lr", repr(lr)]
 
     def teacher_source(self, row, seed):
         """A two-phase configuration's teacher: the one its source configuration learned on the next seed."""
@@ -233,6 +266,8 @@ def main(argv=None):
     parser.add_argument("--benchmark-records", help="reuse the benchmark's finished runs of the same command "
                         "(cross_entropy, label_smoothed) from this folder; '' to train them again "
                         "(default: docs/benchmark/PRESET/records)")
+    parser.add_argument("--benchmark-work", help="the benchmark's training folders, where a configuration that "
+                        "starts from a reused cross-entropy run finds its checkpoint (default: runs/benchmark/PRESET)")
     parser.add_argument("--report", action="store_true", help="train nothing: rewrite search.md and search.json "
                         "from the finished runs' records")
     args = parser.parse_args(argv)
@@ -245,6 +280,7 @@ def main(argv=None):
     args.work = args.work or os.path.join("runs", "search", args.preset)
     if args.benchmark_records is None:
         args.benchmark_records = os.path.join("docs", "benchmark", args.preset, "records")
+    args.benchmark_work = args.benchmark_work or os.path.join("runs", "benchmark", args.preset)
     args.rows = with_teacher_sources(args.configs)
     args.data = runner.prepared_data(args, preset, parser)
     args.sequence_start_update, args.finetune_lr = None, None

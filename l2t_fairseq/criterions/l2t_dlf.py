@@ -10,21 +10,20 @@ from omegaconf import II
 
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.loss import LOSS_SCALES, PHI_NORMALIZATIONS, StudentLoss, log_probs
-from l2t_fairseq.teacher import default_phi_init
 
 
 @dataclass
 class L2TDLFCriterionConfig(FairseqDataclass):
     phi_normalization: ChoiceEnum(PHI_NORMALIZATIONS) = field(
         default="token_mean",
-        metadata={"help": "token_mean: rescale each batch's coefficients to the mean 1/ln|V|, so the teacher sets "
-                  "only the words' relative weights; none: use them as they are"},
+        metadata={"help": "token_mean: rescale each batch's coefficients to their initial mean (--phi-init, by "
+                  "default 1/ln|V|), so the teacher sets only the words' relative weights; none: use them as they are"},
     )
     loss_scale: ChoiceEnum(LOSS_SCALES) = field(
         default="cross_entropy",
-        metadata={"help": "cross_entropy: 4 ln|V| * (1/2 - sigmoid(Phi log p)), whose gradient at the initial "
-                  "coefficients is 0.79-1 times cross-entropy's, so a learning rate tuned for cross-entropy fits "
-                  "(plain SGD); paper: -sigmoid(Phi log p), about 1/(4 ln|V|) of it"},
+        metadata={"help": "cross_entropy: (4/phi-init) * (1/2 - sigmoid(Phi log p)), whose gradient at the default "
+                  "initial coefficients 1/ln|V| is 0.79-1 times cross-entropy's, so a learning rate tuned for "
+                  "cross-entropy fits (plain SGD); paper: -sigmoid(Phi log p), about 1/(4 ln|V|) of it"},
     )
     nll_weight: float = field(
         default=0.0,
@@ -50,7 +49,7 @@ class L2TDLFCriterion(FairseqCriterion):
             )
         if not 0 <= nll_weight <= 1:
             raise UsageError(f"--nll-weight must be in [0, 1], got {nll_weight}")
-        phi_init = default_phi_init(len(task.target_dictionary))
+        phi_init = task.teaching.phi_init  # --phi-init, by default 1/ln|V|
         self.loss = StudentLoss(
             self.padding_idx,
             coefficient_mean=phi_init if phi_normalization == "token_mean" else None,
