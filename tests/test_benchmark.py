@@ -77,6 +77,42 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 13
 
 
+def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_data, tmp_path):
+    """l2t_dlf_trained: l2t-train-teacher trains one teacher across students of seeds 101, 102 with the l2t_dlf
+    row's flags and budget; the teacher after its best student, frozen, teaches the benchmark's seed; the
+    training's cost is reported apart."""
+    import torch
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    result = run(
+        "l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", work,
+        "--seeds", "1", "--max-update", "4", "--validate-every", "2", "--jobs", "1",
+        "--l2t-flags=--teacher-interval 2 --unroll-steps 1", "--teacher-students", "2", "--teacher-patience", "2",
+        "--rows", "cross_entropy", "l2t_dlf", "l2t_dlf_trained",
+    )
+    kept = out / "records" / "teacher-training"
+    students = json.loads((kept / "students.json").read_text())
+    assert [s["seed"] for s in students] == [101, 102]
+    for student in students:
+        assert "--max-update 4" in student["command"] and "--teacher-interval 2" in student["command"]
+    # the second student's teacher goes on from the first's, Adam state included
+    assert "--continue-teacher" in students[1]["command"]
+    assert students[1]["teacher_adam_steps"] == 2 * students[0]["teacher_adam_steps"] > 0
+    trained = json.loads((out / "records" / "l2t_dlf_trained-seed1.json").read_text())
+    assert f"--teacher-path {kept / 'teacher_best.pt'}" in trained["command"]
+    assert "--freeze-teacher" in trained["command"] and "--seed 1 " in trained["command"]
+    best = max(students, key=lambda s: (s["best_dev_bleu"], -s["student"]))
+    files = [kept / "teacher_best.pt", work / "teacher-training" / f"teacher-after-student-{best['student']}.pt",
+             work / "l2t_dlf_trained-seed1" / "checkpoint_last.pt"]
+    teachers = [torch.load(f, map_location="cpu", weights_only=False)["extra_state"]["L2TTranslationTask"]["teacher"]
+                for f in files]
+    for name, value in teachers[0].items():
+        assert torch.equal(value, teachers[1][name]) and torch.equal(value, teachers[2][name]), name
+    meta = json.loads((out / "results.json").read_text())["meta"]["teacher_training"]
+    assert meta["cpu_seconds"] == pytest.approx(sum(s["cpu_seconds"] for s in students)) and meta["in_ce_runs"] > 0
+    assert "payback_students" in meta and "l2t_dlf_trained's teacher: trained across 2 students" in result.stdout
+
+
 def test_the_converged_budget_ignores_an_early_plateau():
     from l2t_fairseq.benchmark.report import converged_budget, convergence
 

@@ -14,7 +14,11 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
         "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
         "--configs", "cross_entropy", "adam_relative_frozen", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
     )
-    configs = json.loads((out / "search.json").read_text())["configs"]
+    search = json.loads((out / "search.json").read_text())
+    configs = search["configs"]
+    # cross-entropy's convergence, from its dev curve (validations at 3 and 6)
+    convergence = search["meta"]["ce_convergence"]
+    assert [budget for budget, _ in convergence["gains"]] == [3, 6] and convergence["budget"] in (3, 6, None)
     # the frozen configuration needs the teacher adam_relative learns: that run is added and done first
     assert list(configs) == ["cross_entropy", "adam_relative", "adam_relative_frozen"]
     for entry in configs.values():
@@ -29,7 +33,7 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     assert not (out / "records").exists()  # the benchmark's records folder is never written by the search
     assert "test_bleu" not in frozen
     table = (out / "search.md").read_text()
-    assert "| adam_relative_frozen | 1 |" in table and table in result.stdout
+    assert "| adam_relative_frozen | 1 |" in table and table in result.stdout and "Cross-entropy has " in table
 
 
 def test_search_reuses_only_the_benchmarks_runs_of_the_same_command(small_data, tmp_path):

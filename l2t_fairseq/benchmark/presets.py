@@ -17,6 +17,7 @@ ROWS = {
     ],
     "l2t_dlf": L2T,
     "l2t_dlf_frozen": [*L2T, "--freeze-teacher"],
+    "l2t_dlf_trained": [*L2T, "--freeze-teacher"],
     "cross_entropy_equal_time": CROSS_ENTROPY,
     "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
     "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
@@ -24,7 +25,7 @@ ROWS = {
 }
 BASELINE = "cross_entropy"
 SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin", "actor_critic")  # fine-tunes of the cross-entropy run
-TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen")
+TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained")
 
 TRANSFORMER_TOY = [
     "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",

@@ -111,4 +111,12 @@ def markdown(summary, meta):
             f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
             f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
+    if "teacher_training" in meta:
+        t = meta["teacher_training"]
+        payback, dev = t.get("payback_students"), ", ".join(number(b) for b in t["best_dev_bleu"])
+        lines += ["", f"l2t_dlf_trained's teacher: trained across {t['students']} students (seeds "
+                  f"{', '.join(map(str, t['seeds']))}; best dev BLEU {dev}) "
+                  f"in {t['cpu_seconds']:.0f} CPU s ({number(t.get('in_ce_runs'))} cross-entropy runs), not in the "
+                  "row's own cost; it has paid for itself against l2t_dlf after "
+                  + (f"{payback:.1f} taught students." if payback else "no number of students (it saves none).")]
     return "\n".join(lines) + "\n"

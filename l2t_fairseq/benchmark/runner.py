@@ -7,8 +7,13 @@
 Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
 
 - ``cross_entropy``, ``label_smoothed`` (0.1), ``l2t_dlf`` (the online teacher);
-- ``l2t_dlf_frozen``: the paper's test phase.  The teacher of the finished
-  ``l2t_dlf`` run of the *next* seed (cyclically), frozen, teaches a fresh student;
+- ``l2t_dlf_frozen``: the cheapest form of the paper's test phase.  The teacher of the
+  finished ``l2t_dlf`` run of the *next* seed (cyclically), frozen, teaches a fresh student;
+- ``l2t_dlf_trained``: the paper's test phase after its training phase.  ``l2t-train-teacher``
+  trains one teacher across students of seeds 101, 102, ... (never a test seed), up to
+  ``--teacher-students``, stopping after ``--teacher-patience`` students without a better dev
+  BLEU; the teacher after its best student, frozen, teaches each seed's fresh student.  The
+  teacher's training is done once and its cost reported apart (``OUT/records/teacher-training/``);
 - ``cross_entropy_equal_time``: cross-entropy given as many updates as fit in
   the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
   cross-entropy run's speed): is the teacher better than spending its compute
@@ -42,8 +47,10 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -98,6 +105,7 @@ class Benchmark:
         self.args, self.preset = args, preset
         self.records = os.path.join(args.out, "records")
         self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        self.teacher_training_lock = threading.Lock()  # one teacher training, however many runs wait for it
 
     def row_flags(self, row):
         """The row's loss flags; the L2T rows get --l2t-flags too."""
@@ -176,6 +184,8 @@ class Benchmark:
             updates = equal_time_updates(done[(BASELINE, seed)], done[("l2t_dlf", seed)])
         if self.teacher_source(row, seed):
             extra += ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
+        if row == "l2t_dlf_trained":
+            extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
@@ -235,6 +245,28 @@ class Benchmark:
             "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
+
+    def trained_teacher(self):
+        """The teacher ``l2t-train-teacher`` trains across students of seeds 101, 102, ... with the ``l2t_dlf``
+        row's flags and budget, trained on first use (resumed if cut off); returns the teacher after its best
+        student (by dev BLEU), copied with ``students.json`` and the plot to ``OUT/records/teacher-training/``."""
+        with self.teacher_training_lock:
+            args, work = self.args, os.path.join(self.args.work, "teacher-training")
+            kept = os.path.join(self.records, "teacher-training")
+            fairseq_flags = self.train_command("l2t_dlf", 0, "RUN", args.max_update)[3:]
+            for flag in ("--task", "--criterion", "--seed", "--save-dir", "--user-dir"):
+                index = fairseq_flags.index(flag)
+                del fairseq_flags[index:index + 2]
+            command = [os.path.join(BIN, "l2t-train-teacher"), *fairseq_flags[1:], "--out", work, "--students",
+                       str(args.teacher_students), "--patience", str(args.teacher_patience)]
+            os.makedirs(work, exist_ok=True)
+            print(f"[{datetime.datetime.now():%H:%M:%S}] teacher training (l2t-train-teacher) in {work}", flush=True)
+            measured_run([command[0], args.data, *command[1:]], os.path.join(work, "l2t-train-teacher.log"),
+                         self.threads)
+            os.makedirs(kept, exist_ok=True)
+            for name in ("students.json", "teacher_best.pt", "teacher.pt", "teacher_training.png"):
+                shutil.copy(os.path.join(work, name), os.path.join(kept, name))
+            return os.path.join(kept, "teacher_best.pt")
 
     def decode_test_set(self, run_dir):
         """Test hypotheses and references in corpus order (fairseq's tokenized text, BPE removed), and BLEU4."""
@@ -317,6 +349,10 @@ class Benchmark:
                        "a time" + (", CUDA" if torch.cuda.is_available() else ", CPU only"),
             "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds),
         }
+        students = os.path.join(self.records, "teacher-training", "students.json")
+        if "l2t_dlf_trained" in rows and os.path.isfile(students):
+            with open(students) as f:
+                meta["teacher_training"] = teacher_training_cost(json.load(f), runs)
         with open(os.path.join(self.args.out, "results.json"), "w") as f:
             json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
         table = markdown(summary, meta)
@@ -324,6 +360,26 @@ class Benchmark:
             f.write(table)
         plot_all(self.args.out, self.args.data)
         return table
+
+
+def teacher_training_cost(students, runs):
+    """What training the ``l2t_dlf_trained`` row's teacher cost (CPU seconds, in cross-entropy runs), and after
+    how many taught students it has paid for itself against the online row (whose every student pays for its
+    teacher's steps): the training cost over what the online row costs a student more than the trained row."""
+    def mean_cpu(row):
+        values = [by_row[row]["cpu_seconds"] for by_row in runs.values() if "cpu_seconds" in by_row.get(row, {})]
+        return statistics.mean(values) if values else None
+
+    cost = {"students": len(students), "seeds": [s["seed"] for s in students],
+            "best_dev_bleu": [s["best_dev_bleu"] for s in students],
+            "cpu_seconds": sum(s["cpu_seconds"] for s in students)}
+    ce, online, trained = mean_cpu(BASELINE), mean_cpu("l2t_dlf"), mean_cpu("l2t_dlf_trained")
+    if ce:
+        cost["in_ce_runs"] = cost["cpu_seconds"] / ce
+    if online and trained:
+        saving = online - trained
+        cost["payback_students"] = cost["cpu_seconds"] / saving if saving > 0 else None
+    return cost
 
 
 def equal_time_updates(ce, l2t):
@@ -382,6 +438,10 @@ def main(argv=None):
                         "(rounded down to a validation)")
     parser.add_argument("--finetune-lr", type=float, help="fixed lr of the sequence-level fine-tuning "
                         "(default: a tenth of the preset's peak lr)")
+    parser.add_argument("--teacher-students", type=int, default=5, help="l2t_dlf_trained: at most this many "
+                        "students train its teacher (l2t-train-teacher --students)")
+    parser.add_argument("--teacher-patience", type=int, default=2, help="l2t_dlf_trained: stop training its "
+                        "teacher after this many students without a better dev BLEU")
     parser.add_argument("--report", action="store_true", help="train nothing: rewrite the tables and plots from "
                         "the finished runs' records")
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ import torch
 from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark import runner
 from l2t_fairseq.benchmark.presets import L2T, PRESETS, ROWS
-from l2t_fairseq.benchmark.report import spread
+from l2t_fairseq.benchmark.report import converged_budget, convergence, spread
 from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
 
 LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
@@ -98,6 +98,8 @@ CONFIGS = {
     "cross_entropy_lr4": Config(ROWS["cross_entropy"], student=("--lr", "4.0")),
 }
 BASELINE = "cross_entropy"
+# cross-entropy has converged where its best dev BLEU gains less than this over the last TAIL of the updates
+CONVERGED_GAIN, CONVERGED_TAIL = 0.3, 0.2
 
 
 class Search(Benchmark):
@@ -184,6 +186,10 @@ class Search(Benchmark):
                 "preset": self.args.preset, "data": self.args.data, "max_update": self.args.max_update,
                 "machine": f"{os.cpu_count()} CPU cores, {self.args.jobs} run(s) at a time",
                 "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds)}
+        if runs.get(BASELINE):  # how long cross-entropy keeps improving: the budget at which it has converged
+            curves = [record["dev_bleu_curve"] for record in runs[BASELINE].values()]
+            meta["ce_convergence"] = {"gains": convergence(curves, CONVERGED_TAIL), "budget": converged_budget(
+                curves, CONVERGED_GAIN, CONVERGED_TAIL), "gain": CONVERGED_GAIN, "tail": CONVERGED_TAIL}
         with open(os.path.join(self.args.out, "search.json"), "w") as f:
             json.dump({"meta": meta, "configs": table}, f, indent=1)
         text = search_markdown(table, meta)
@@ -255,6 +261,16 @@ def search_markdown(table, meta):
             f"| {number(e.get('phi_max_over_min'), 3)} | {number(e.get('lookahead_gain'), 5)} "
             f"| {'-' if positive is None else f'{positive:.0%}'} | `{flags}` |"
         )
+    if "ce_convergence" in meta:
+        c = meta["ce_convergence"]
+        rule = (f"its best-so-far dev BLEU gains less than {c['gain']} over the last {c['tail']:.0%} of the "
+                "updates (mean over its seeds)")
+        verdict = (f"has converged at update {c['budget']}: from that budget on, {rule}" if c["budget"]
+                   else f"has not converged within these runs: at no budget from which on {rule}")
+        lines += ["", f"Cross-entropy {verdict}. The gain at each budget:", "",
+                  "| budget | " + " | ".join(str(b) for b, _ in c["gains"]) + " |",
+                  "|---|" + "---|" * len(c["gains"]),
+                  "| gain | " + " | ".join(f"{g:.2f}" for _, g in c["gains"]) + " |"]
     return "\n".join(lines) + "\n"
 
 
