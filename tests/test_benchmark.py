@@ -113,6 +113,33 @@ def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_d
     assert "payback_students" in meta and "l2t_dlf_trained's teacher: trained across 2 students" in result.stdout
 
 
+def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
+    """--resume-cut-runs: a run cut off after its checkpoint of update 2 goes on from there; within the first
+    epoch it ends as the uninterrupted run did (same dev curve, same test hypotheses), its cost is estimated
+    from the last segment and the record says where it was resumed."""
+    import shutil
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = ["l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", work,
+               "--seeds", "1", "--max-update", "6", "--validate-every", "2", "--jobs", "1", "--rows", "cross_entropy",
+               "--resume-cut-runs"]
+    run(*command)
+    records = out / "records"
+    whole = json.loads((records / "cross_entropy-seed1.json").read_text())
+    hypotheses = (records / "cross_entropy-seed1.hyp").read_text()
+    # cut off after the checkpoint of update 2: no record, checkpoint_last.pt is that checkpoint
+    run_dir = work / "cross_entropy-seed1"
+    (records / "cross_entropy-seed1.json").unlink()
+    shutil.copy(next(run_dir.glob("checkpoint_*_2.pt")), run_dir / "checkpoint_last.pt")
+    result = run(*command)
+    assert "cross_entropy-seed1: cut off, resumed at update 2" in result.stdout
+    resumed = json.loads((records / "cross_entropy-seed1.json").read_text())
+    assert resumed["resumed_at"] == [2] and resumed["dev_bleu_curve"] == whole["dev_bleu_curve"]
+    assert [u for u, _ in resumed["dev_bleu_curve"]] == [2, 4, 6]
+    assert (records / "cross_entropy-seed1.hyp").read_text() == hypotheses
+    assert (run_dir / "train.segment-1.log").is_file() and resumed["cpu_seconds"] > 0
+
+
 def test_the_converged_budget_ignores_an_early_plateau():
     from l2t_fairseq.benchmark.report import converged_budget, convergence
 

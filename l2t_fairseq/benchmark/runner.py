@@ -172,8 +172,6 @@ class Benchmark:
         """Trains, decodes the test set once, and writes the record.  Returns the record."""
         args = self.args
         run_dir = os.path.join(args.work, self.key(row, seed))
-        shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
-        os.makedirs(run_dir)
         updates, extra = args.max_update, []
         start = self.finetune_start(row)
         if start is not None:
@@ -187,18 +185,21 @@ class Benchmark:
         if row == "l2t_dlf_trained":
             extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
+        resumes, earlier = self.prepare_run_dir(run_dir, command)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
             "peak_rss_mib": rss,
             "train_seconds": float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1]),
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
-            "dev_bleu_curve": [
-                (int(m.group(2)), float(m.group(1)))
-                for m in re.finditer(r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)", output)
-            ],
+            "dev_bleu_curve": dev_bleu_curve(earlier + output),
             "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
         }
+        if resumes:  # only the last segment was measured: its cost per update, over the whole run
+            share = updates / (updates - resumes[-1])
+            for key in ("wall_seconds", "cpu_seconds", "train_seconds"):
+                record[key] *= share
+            record["resumed_at"] = resumes
         if start is not None:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
             ce = done[(BASELINE, seed)]
             record["train_seconds"] += ce["train_seconds"] * start / ce["updates"]
@@ -245,6 +246,31 @@ class Benchmark:
             "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
+
+    def prepare_run_dir(self, run_dir, command):
+        """A fresh training folder; or, with ``--resume-cut-runs``, the folder of a run of the same command that
+        was cut off, which fairseq then resumes from its last checkpoint.  Returns the updates at which the run
+        was resumed so far ([] for a fresh one) and what its earlier segments logged."""
+        marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
+        if self.args.resume_cut_runs and os.path.isfile(last) and os.path.isfile(marker):
+            with open(marker) as f:
+                saved = json.load(f)
+            if saved["command"] == command:
+                update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"]
+                saved["resumes"].append(update)
+                segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
+                os.replace(os.path.join(run_dir, "train.log"), segment)
+                with open(marker, "w") as f:
+                    json.dump(saved, f)
+                earlier = "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read()
+                                  for n in range(1, len(saved["resumes"]) + 1))
+                print(f"  {os.path.basename(run_dir)}: cut off, resumed at update {update}", flush=True)
+                return saved["resumes"], earlier
+        shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
+        os.makedirs(run_dir)
+        with open(marker, "w") as f:
+            json.dump({"command": command, "resumes": []}, f)
+        return [], ""
 
     def trained_teacher(self):
         """The teacher ``l2t-train-teacher`` trains across students of seeds 101, 102, ... with the ``l2t_dlf``
@@ -362,6 +388,13 @@ class Benchmark:
         return table
 
 
+def dev_bleu_curve(log):
+    """(update, dev BLEU) of every validation in a training log, in update order; a validation repeated by a
+    resumed run (after the checkpoint it resumed from) counts once, as last logged."""
+    pattern = r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)"
+    return sorted({int(m.group(2)): float(m.group(1)) for m in re.finditer(pattern, log)}.items())
+
+
 def teacher_training_cost(students, runs):
     """What training the ``l2t_dlf_trained`` row's teacher cost (CPU seconds, in cross-entropy runs), and after
     how many taught students it has paid for itself against the online row (whose every student pays for its
@@ -415,6 +448,10 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--threads", type=int, help="threads per run (default: the CPU cores shared by --jobs)")
     parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
                         "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
+    parser.add_argument("--resume-cut-runs", action="store_true", help="a run cut off goes on from its last "
+                        "checkpoint instead of starting again (for runs longer than a sitting; its cost is "
+                        "estimated from the last segment, and past its first epoch fairseq draws the resumed "
+                        "epoch's batches anew, so it is no longer bit-identical to an uninterrupted run)")
 
 
 def prepared_data(args, preset, parser):
