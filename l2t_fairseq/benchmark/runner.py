@@ -279,16 +279,14 @@ class Benchmark:
         with self.teacher_training_lock:
             args, work = self.args, os.path.join(self.args.work, "teacher-training")
             kept = os.path.join(self.records, "teacher-training")
-            fairseq_flags = self.train_command("l2t_dlf", 0, "RUN", args.max_update)[3:]
-            for flag in ("--task", "--criterion", "--seed", "--save-dir", "--user-dir"):
-                index = fairseq_flags.index(flag)
-                del fairseq_flags[index:index + 2]
-            command = [os.path.join(BIN, "l2t-train-teacher"), *fairseq_flags[1:], "--out", work, "--students",
+            # the online row's fairseq-train flags, less those l2t-train-teacher sets itself
+            flags = without(self.train_command("l2t_dlf", 0, "RUN", args.max_update)[4:],
+                            "--task", "--criterion", "--seed", "--save-dir", "--user-dir")
+            command = [os.path.join(BIN, "l2t-train-teacher"), args.data, *flags, "--out", work, "--students",
                        str(args.teacher_students), "--patience", str(args.teacher_patience)]
             os.makedirs(work, exist_ok=True)
             print(f"[{datetime.datetime.now():%H:%M:%S}] teacher training (l2t-train-teacher) in {work}", flush=True)
-            measured_run([command[0], args.data, *command[1:]], os.path.join(work, "l2t-train-teacher.log"),
-                         self.threads)
+            measured_run(command, os.path.join(work, "l2t-train-teacher.log"), self.threads)
             os.makedirs(kept, exist_ok=True)
             for name in ("students.json", "teacher_best.pt", "teacher.pt", "teacher_training.png"):
                 shutil.copy(os.path.join(work, name), os.path.join(kept, name))
@@ -386,6 +384,16 @@ class Benchmark:
             f.write(table)
         plot_all(self.args.out, self.args.data)
         return table
+
+
+def without(words, *flags):
+    """A command line without these flags and their values."""
+    words = list(words)
+    for flag in flags:
+        if flag in words:
+            index = words.index(flag)
+            del words[index:index + 2]
+    return words
 
 
 def dev_bleu_curve(log):

@@ -28,7 +28,7 @@ from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark import runner
 from l2t_fairseq.benchmark.presets import L2T, PRESETS, ROWS
 from l2t_fairseq.benchmark.report import converged_budget, convergence, spread
-from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
+from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments, without
 
 LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
           "--phi-normalization", "none"]
@@ -129,7 +129,8 @@ class Search(Benchmark):
         with open(path) as f:
             record = json.load(f)
         wanted = self.train_command(row, seed, "RUN", self.args.max_update)[3:]
-        return record if without_save_dir(shlex.split(record["command"])) == without_save_dir(wanted) else None
+        same = without(shlex.split(record["command"]), "--save-dir") == without(wanted, "--save-dir")
+        return record if same else None
 
     def finetune_start(self, row):
         fraction = CONFIGS[row].start
@@ -211,13 +212,6 @@ def with_teacher_sources(configs):
 def cost(record):
     """CPU seconds (which leave out waiting for a core), or for older records training seconds."""
     return record.get("cpu_seconds") or record["train_seconds"]
-
-
-def without_save_dir(command):
-    words = list(command)
-    if "--save-dir" in words:
-        del words[words.index("--save-dir") + 1]
-    return words
 
 
 def teacher_summary(search, row, by_seed):
