@@ -87,6 +87,9 @@ CONFIGS = {
     # the authors' start: a student pretrained with cross-entropy (here the cross-entropy run of the same seed,
     # from half-way), taught for the rest of the budget; with the coefficients at 1/ln|V| or, as theirs, at 1
     "past_u20_from_ce": Config(PAST_U20, start=0.5),
+    # their control: cross-entropy fine-tuned from the same checkpoint in the same way (a fresh optimizer state,
+    # the learning rate held fixed)
+    "cross_entropy_from_ce": Config(ROWS["cross_entropy"], start=0.5),
     "past_u20_from_ce_phi1": Config(PAST_U20 + ["--phi-init", "1"], start=0.5),
     # Algorithm 1 across students: past_u20's teacher and its Adam state (from the next seed's run) go on learning
     # over a second student, then teach a third one frozen
