@@ -140,6 +140,17 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert (run_dir / "train.segment-1.log").is_file() and resumed["cpu_seconds"] > 0
 
 
+def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_path):
+    result = run(
+        "l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", tmp_path / "out", "--work",
+        tmp_path / "work", "--seeds", "1", "--max-update", "2", "--validate-every", "2", "--jobs", "1",
+        "--l2t-flags=--teacher-interval 0", "--rows", "l2t_dlf", "l2t_dlf_frozen", check=False,
+    )
+    assert result.returncode != 0 and "l2t-benchmark: error:" in result.stderr
+    assert "--teacher-interval must be at least 1" in result.stderr and "cannot run" not in result.stderr
+    assert " start l2t_dlf_frozen" not in result.stdout
+
+
 def test_the_converged_budget_ignores_an_early_plateau():
     from l2t_fairseq.benchmark.report import converged_budget, convergence
 

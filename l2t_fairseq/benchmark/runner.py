@@ -337,6 +337,8 @@ class Benchmark:
                         running[pool.submit(self.run, *key, dict(done))] = key
                         pending.remove(key)
                 if not running:
+                    if failures:  # nothing more is started after a failure: report it, not the runs left
+                        break
                     missing = {need for key in pending for need in self.dependencies(*key) if need not in done}
                     raise UsageError(f"cannot run {[self.key(*k) for k in pending]}: they need "
                          f"{sorted(self.key(*k) for k in missing)} (add those rows)")
