@@ -138,6 +138,12 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert [u for u, _ in resumed["dev_bleu_curve"]] == [2, 4, 6]
     assert (records / "cross_entropy-seed1.hyp").read_text() == hypotheses
     assert (run_dir / "train.segment-1.log").is_file() and resumed["cpu_seconds"] > 0
+    # cut off after its last update (while decoding): no segment measured the training's cost, so it trains again
+    (records / "cross_entropy-seed1.json").unlink()
+    result = run(*command)
+    assert "resumed" not in result.stdout and not (run_dir / "train.segment-1.log").exists()
+    again = json.loads((records / "cross_entropy-seed1.json").read_text())
+    assert "resumed_at" not in again and again["dev_bleu_curve"] == whole["dev_bleu_curve"]
 
 
 def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_path):

@@ -185,7 +185,7 @@ class Benchmark:
         if row == "l2t_dlf_trained":
             extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
-        resumes, earlier = self.prepare_run_dir(run_dir, command)
+        resumes, earlier = self.prepare_run_dir(run_dir, command, updates)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
@@ -247,16 +247,17 @@ class Benchmark:
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
 
-    def prepare_run_dir(self, run_dir, command):
+    def prepare_run_dir(self, run_dir, command, updates):
         """A fresh training folder; or, with ``--resume-cut-runs``, the folder of a run of the same command that
-        was cut off, which fairseq then resumes from its last checkpoint.  Returns the updates at which the run
-        was resumed so far ([] for a fresh one) and what its earlier segments logged."""
+        was cut off before its last update, which fairseq then resumes from its last checkpoint (one cut off
+        after training, whose cost no segment left measured, is trained again).  Returns the updates at which
+        the run was resumed so far ([] for a fresh one) and what its earlier segments logged."""
         marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
         if self.args.resume_cut_runs and os.path.isfile(last) and os.path.isfile(marker):
             with open(marker) as f:
                 saved = json.load(f)
-            if saved["command"] == command:
-                update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"]
+            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"]
+            if saved["command"] == command and update < updates:
                 saved["resumes"].append(update)
                 segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
                 os.replace(os.path.join(run_dir, "train.log"), segment)
