@@ -43,12 +43,13 @@ def convergence(curves, tail=0.2):
 
 def converged_budget(curves, tolerance=0.3, tail=0.2):
     """The smallest budget from which on the best-so-far dev BLEU gains less than ``tolerance`` over the last
-    ``tail`` of every budget measured (a plateau early in training that later ends is no convergence); None if
-    the gain is still above it at the last."""
+    ``tail`` of every budget measured (a plateau early in training that later ends is no convergence), and
+    measured over at least ``tail`` more of the run (a dip at the last validations proves nothing); else None."""
+    gains = convergence(curves, tail)
     budget = None
-    for b, gain in convergence(curves, tail):
+    for b, gain in gains:
         budget = None if gain >= tolerance else budget or b
-    return budget
+    return budget if budget is not None and budget <= (1 - tail) * gains[-1][0] else None
 
 
 def summarize(runs, rows, records):

@@ -263,7 +263,8 @@ def search_markdown(table, meta):
         rule = (f"its best-so-far dev BLEU gains less than {c['gain']} over the last {c['tail']:.0%} of the "
                 "updates (mean over its seeds)")
         verdict = (f"has converged at update {c['budget']}: from that budget on, {rule}" if c["budget"]
-                   else f"has not converged within these runs: at no budget from which on {rule}")
+                   else f"has not converged within these runs: at no budget from which on, over at least "
+                   f"{c['tail']:.0%} more of the run, {rule}")
         lines += ["", f"Cross-entropy {verdict}. The gain at each budget:", "",
                   "| budget | " + " | ".join(str(b) for b, _ in c["gains"]) + " |",
                   "|---|" + "---|" * len(c["gains"]),
