@@ -144,13 +144,18 @@ class Benchmark:
         scratch."""
         return self.args.sequence_start_update if row in SEQUENCE_LEVEL else None
 
+    def checkpoint_folders(self):
+        """Where the cross-entropy runs' checkpoints are looked for."""
+        return [self.args.work]
+
     def start_checkpoint(self, seed, update):
         """The cross-entropy run's checkpoint at ``update``."""
-        found = glob.glob(os.path.join(self.args.work, self.key(BASELINE, seed), f"checkpoint_*_{update}.pt"))
-        if not found:
-            raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in {self.args.work} "
-                               "to fine-tune from (delete its record to redo it)")
-        return found[0]
+        for folder in self.checkpoint_folders():
+            found = glob.glob(os.path.join(folder, self.key(BASELINE, seed), f"checkpoint_*_{update}.pt"))
+            if found:
+                return found[0]
+        raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in "
+                           f"{' or '.join(self.checkpoint_folders())} to fine-tune from (delete its record to redo it)")
 
     def finetune_flags(self, row, checkpoint):
         """The fine-tune's schedule: the benchmark's fixed lr."""
@@ -256,8 +261,9 @@ class Benchmark:
         if self.args.resume_cut_runs and os.path.isfile(last) and os.path.isfile(marker):
             with open(marker) as f:
                 saved = json.load(f)
-            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"]
-            if saved["command"] == command and update < updates:
+            same = saved["command"] == command
+            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] if same else None
+            if same and update < updates:
                 saved["resumes"].append(update)
                 segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
                 os.replace(os.path.join(run_dir, "train.log"), segment)
@@ -389,6 +395,12 @@ class Benchmark:
         return table
 
 
+def validation_update(fraction, args):
+    """The update at ``fraction`` of the budget, rounded down to a validation (where checkpoints are saved), and
+    at least the first one."""
+    return max(args.validate_every, int(fraction * args.max_update) // args.validate_every * args.validate_every)
+
+
 def without(words, *flags):
     """A command line without these flags and their values."""
     words = list(words)
@@ -498,10 +510,7 @@ def main(argv=None):
     args.max_update = args.max_update or preset["max_update"]
     args.jobs = args.jobs or preset["jobs"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
-    # the fine-tunes start from a saved checkpoint, and checkpoints are saved at validations
-    args.sequence_start_update = max(
-        args.validate_every, int(args.sequence_start * args.max_update) // args.validate_every * args.validate_every
-    )
+    args.sequence_start_update = validation_update(args.sequence_start, args)
     args.finetune_lr = args.finetune_lr or float(preset["train"][preset["train"].index("--lr") + 1]) / 10
     args.out = args.out or os.path.join("docs", "benchmark", args.preset)
     args.work = args.work or os.path.join("runs", "benchmark", args.preset)

@@ -15,7 +15,6 @@ same seeds, time against cross-entropy, and what the teacher did (relative sprea
 import argparse
 import collections
 import datetime
-import glob
 import json
 import os
 import shlex
@@ -137,22 +136,11 @@ class Search(Benchmark):
 
     def finetune_start(self, row):
         fraction = CONFIGS[row].start
-        if fraction is None:
-            return None
-        every = self.args.validate_every  # checkpoints are saved at validations
-        return max(every, int(fraction * self.args.max_update) // every * every)
+        return None if fraction is None else runner.validation_update(fraction, self.args)
 
-    def start_checkpoint(self, seed, update):
-        """The cross-entropy run's checkpoint: the search's own run, or the benchmark's run whose record it reuses."""
-        try:
-            return super().start_checkpoint(seed, update)
-        except RuntimeError:
-            found = glob.glob(os.path.join(self.args.benchmark_work, self.key(BASELINE, seed),
-                                           f"checkpoint_*_{update}.pt"))
-            if not found:
-                raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in "
-                                   f"{self.args.work} or {self.args.benchmark_work} to fine-tune from") from None
-            return found[0]
+    def checkpoint_folders(self):
+        """The search's own cross-entropy runs, then the benchmark's, whose records it reuses."""
+        return [self.args.work, self.args.benchmark_work]
 
     def finetune_flags(self, row, checkpoint):
         """The learning rate the cross-entropy run had reached at that checkpoint, held fixed."""
