@@ -146,6 +146,30 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert "resumed_at" not in again and again["dev_bleu_curve"] == whole["dev_bleu_curve"]
 
 
+def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
+    """--resume-cut-runs with a larger --max-update (and a new --out): a finished cross-entropy run goes on from
+    its end to the new budget and ends as a run trained for that budget from the start; a teacher run, whose
+    state reads the budget, trains again."""
+    def benchmark_run(out, work, updates, row="cross_entropy"):
+        return run("l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", work,
+                   "--seeds", "1", "--max-update", str(updates), "--validate-every", "2", "--jobs", "1", "--rows",
+                   row, "--resume-cut-runs", "--l2t-flags=--teacher-interval 2 --unroll-steps 1")
+
+    benchmark_run(tmp_path / "whole", tmp_path / "whole-work", 6)
+    whole = json.loads((tmp_path / "whole" / "records" / "cross_entropy-seed1.json").read_text())
+    benchmark_run(tmp_path / "short", tmp_path / "work", 4)
+    result = benchmark_run(tmp_path / "long", tmp_path / "work", 6)
+    assert "cross_entropy-seed1: extended at update 4" in result.stdout
+    extended = json.loads((tmp_path / "long" / "records" / "cross_entropy-seed1.json").read_text())
+    assert extended["resumed_at"] == [4] and extended["updates"] == 6
+    assert extended["dev_bleu_curve"] == whole["dev_bleu_curve"]
+    assert ((tmp_path / "long" / "records" / "cross_entropy-seed1.hyp").read_text()
+            == (tmp_path / "whole" / "records" / "cross_entropy-seed1.hyp").read_text())
+    benchmark_run(tmp_path / "short", tmp_path / "work", 4, "l2t_dlf")
+    result = benchmark_run(tmp_path / "long", tmp_path / "work", 6, "l2t_dlf")
+    assert "l2t_dlf-seed1: extended" not in result.stdout and "l2t_dlf-seed1: cut off" not in result.stdout
+
+
 def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_path):
     result = run(
         "l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", tmp_path / "out", "--work",

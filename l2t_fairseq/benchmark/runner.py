@@ -255,23 +255,28 @@ class Benchmark:
     def prepare_run_dir(self, run_dir, command, updates):
         """A fresh training folder; or, with ``--resume-cut-runs``, the folder of a run of the same command that
         was cut off before its last update, which fairseq then resumes from its last checkpoint (one cut off
-        after training, whose cost no segment left measured, is trained again).  Returns the updates at which
-        the run was resumed so far ([] for a fresh one) and what its earlier segments logged."""
+        after training, whose cost no segment left measured, is trained again), or of a finished run whose
+        command differs only in a smaller ``--max-update`` (see ``extends``), which goes on to the new budget.
+        Returns the updates at which the run was resumed so far ([] for a fresh one) and what its earlier
+        segments logged."""
         marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
         if self.args.resume_cut_runs and os.path.isfile(last) and os.path.isfile(marker):
             with open(marker) as f:
                 saved = json.load(f)
-            same = saved["command"] == command
-            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] if same else None
-            if same and update < updates:
+            same, longer = saved["command"] == command, extends(saved["command"], command)
+            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] \
+                if same or longer else None
+            if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
                 saved["resumes"].append(update)
+                saved["command"] = command
                 segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
                 os.replace(os.path.join(run_dir, "train.log"), segment)
                 with open(marker, "w") as f:
                     json.dump(saved, f)
                 earlier = "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read()
                                   for n in range(1, len(saved["resumes"]) + 1))
-                print(f"  {os.path.basename(run_dir)}: cut off, resumed at update {update}", flush=True)
+                how = "extended" if longer else "cut off, resumed"
+                print(f"  {os.path.basename(run_dir)}: {how} at update {update}", flush=True)
                 return saved["resumes"], earlier
         shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
         os.makedirs(run_dir)
@@ -401,6 +406,29 @@ def validation_update(fraction, args):
     return max(args.validate_every, int(fraction * args.max_update) // args.validate_every * args.validate_every)
 
 
+# learning-rate schedules that read the update number alone, never the budget (fairseq's default is fixed)
+BUDGET_FREE_SCHEDULES = {"fixed", "inverse_sqrt", "step"}
+
+
+def after(words, flag, default=None):
+    """The value of ``flag`` in a command line (its last occurrence), or ``default``."""
+    positions = [i for i, word in enumerate(words) if word == flag]
+    return words[positions[-1] + 1] if positions else default
+
+
+def extends(saved, command):
+    """Whether ``command`` is ``saved`` with a larger ``--max-update`` and nothing that reads the budget: a
+    learning-rate schedule of the update number alone and no teacher (whose state includes the training's
+    progress, update / budget).  Trained on from the shorter run's end, it is the longer run."""
+    budget = after(saved, "--max-update")
+    if budget is None or after(command, "--max-update") is None:
+        return False
+    return (without(saved, "--max-update") == without(command, "--max-update")
+            and int(after(command, "--max-update")) > int(budget)
+            and after(command, "--lr-scheduler", "fixed") in BUDGET_FREE_SCHEDULES
+            and after(command, "--task") != "l2t_translation")
+
+
 def without(words, *flags):
     """A command line without these flags and their values."""
     words = list(words)
@@ -474,7 +502,9 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--resume-cut-runs", action="store_true", help="a run cut off goes on from its last "
                         "checkpoint instead of starting again (for runs longer than a sitting; its cost is "
                         "estimated from the last segment, and past its first epoch fairseq draws the resumed "
-                        "epoch's batches anew, so it is no longer bit-identical to an uninterrupted run)")
+                        "epoch's batches anew, so it is no longer bit-identical to an uninterrupted run); a "
+                        "finished cross-entropy run in --work given a larger --max-update (and a new --out) goes "
+                        "on to it when its learning-rate schedule ignores the budget (fixed, inverse_sqrt, step)")
 
 
 def prepared_data(args, preset, parser):
