@@ -63,10 +63,10 @@ class TeachingConfig(FairseqDataclass):
         default=100, metadata={"help": "K: one teacher update (and state refresh) every K student updates"}
     )
     unroll_steps: int = field(
-        default=5, metadata={"help": "U: the student's latest updates replayed per teacher update"}
+        default=20, metadata={"help": "U: the student's latest updates replayed per teacher update"}
     )
     unroll_start: ChoiceEnum(UNROLL_STARTS) = field(
-        default="current",
+        default="past",
         metadata={"help": "current: the U updates re-applied from the student's current weights; past: from the "
                   "weights (and optimizer state) the student took them at, ending at its current weights "
                   "(Algorithm 1's reverse of the real steps; needs --unroll-steps <= --teacher-interval)"},
@@ -124,7 +124,7 @@ class TeachingConfig(FairseqDataclass):
         default="sample", metadata={"help": "how the dev candidates are decoded: ancestral sampling or beam search"}
     )
     teacher_alpha: float = field(
-        default=1.0, metadata={"help": "sharpness of q(y*|x) ~ p(y*|x)^alpha over each sentence's candidates"}
+        default=0.5, metadata={"help": "sharpness of q(y*|x) ~ p(y*|x)^alpha over each sentence's candidates"}
     )
     teacher_path: Optional[str] = field(
         default=None, metadata={"help": "start from the teacher in this l2t_translation checkpoint or teacher file"}

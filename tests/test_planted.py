@@ -1,9 +1,10 @@
 """Can the teacher learn? A planted signal: junk words follow nouns in 60% of the training targets only.
 
 A cross-entropy student learns to emit them and loses dev BLEU (the dev and test targets have none); the best
-loss gives them no weight.  The teacher at its defaults (the online protocol; K = 10 for this small run of 400
-updates, 39 teacher steps) must find that: its coefficients for the junk words end below half the other
-target words' mean, and its student's dev BLEU ends above the cross-entropy student's of the same seed.
+loss gives them no weight.  The teacher at its defaults (the real steps replayed, alpha 0.5; K = U = 10 for
+this small run of 400 updates, 39 teacher steps) must find that: its coefficients for the junk words end
+below half the other target words' mean, and its student's dev BLEU ends above the cross-entropy student's of
+the same seed.
 """
 
 import os
@@ -43,7 +44,7 @@ def test_the_teacher_learns_to_ignore_planted_junk(planted, tmp_path):
 
     cross_entropy = train(planted, tmp_path / "ce", "--task", "translation", "--criterion", "cross_entropy")
     l2t = train(planted, tmp_path / "l2t", "--task", "l2t_translation", "--criterion", "l2t_dlf",
-                "--teacher-interval", "10")
+                "--teacher-interval", "10", "--unroll-steps", "10")
     dictionary = Dictionary.load(str(planted / "dict.tgt.txt"))
     junk = [dictionary.index(word) for word in JUNK]
     assert all(index != dictionary.unk() for index in junk)

@@ -96,7 +96,8 @@ def test_a_configuration_can_start_from_the_cross_entropy_run(small_data, tmp_pa
         "--benchmark-records", "")
     out, work = tmp_path / "out", tmp_path / "work"
     result = run(*common, "--out", out, "--work", work, "--configs", "cross_entropy", "past_u20_from_ce_phi1",
-                 "--benchmark-records", first / "search-records", "--benchmark-work", tmp_path / "benchmark-work")
+                 "cross_entropy_halve400", "--benchmark-records", first / "search-records",
+                 "--benchmark-work", tmp_path / "benchmark-work")
     assert "cross_entropy-seed1: recorded, skipped" in result.stdout
     ce = json.loads((first / "search-records" / "cross_entropy-seed1.json").read_text())
     record = json.loads((out / "search-records" / "past_u20_from_ce_phi1-seed1.json").read_text())
@@ -113,3 +114,9 @@ def test_a_configuration_can_start_from_the_cross_entropy_run(small_data, tmp_pa
     assert record["updates"] == 4 and record["dev_bleu_curve"][0] == ce["dev_bleu_curve"][0]
     assert [u for u, _ in record["dev_bleu_curve"]] == [2, 4]
     assert record["cpu_seconds"] > ce["cpu_seconds"] / 2
+    # a halving schedule from the same start: the learning rate reached there, then fairseq's step schedule
+    halving = json.loads((out / "search-records" / "cross_entropy_halve400-seed1.json").read_text())["command"].split()
+    assert halving[halving.index("--finetune-from-model") + 1] == start
+    assert [halving[i + 1] for i, word in enumerate(halving) if word == "--lr-scheduler"][-1] == "step"
+    assert [halving[i + 1] for i, word in enumerate(halving) if word == "--lr"][-1] == lrs[-1]
+    assert halving[halving.index("--lr-deacy-period") + 1] == "400"

@@ -31,7 +31,11 @@ from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments, without
 
 LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
           "--phi-normalization", "none"]
-PAST_U20 = L2T + ["--unroll-start", "past", "--unroll-steps", "20"]
+# the plugin's defaults before this search chose past_u20_alpha0.5's: the U = 5 updates re-applied from the current
+# weights, q ~ p (the configurations built on it were measured then; their records' commands lack these flags)
+CURRENT_U5 = L2T + ["--unroll-start", "current", "--unroll-steps", "5", "--teacher-alpha", "1.0"]
+PAST = L2T + ["--unroll-start", "past", "--unroll-steps", "20"]
+PAST_U20 = PAST + ["--teacher-alpha", "1.0"]
 RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "--phi-normalization", "token_mean"]
 # flags: the row's loss flags; teacher_from: the configuration whose learned teacher this one starts from;
 # student: flags that replace the preset's (e.g. another learning rate), put last on the command line;
@@ -42,47 +46,47 @@ CONFIGS = {
     "cross_entropy": Config(ROWS["cross_entropy"]),
     "label_smoothed": Config(ROWS["label_smoothed"]),
     # the plugin's first defaults: the paper's SGD unroll, a linear W, coefficients used as they are
-    "l2t_linear_sgd": Config(L2T + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"]),
+    "l2t_linear_sgd": Config(CURRENT_U5 + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"]),
     # a teacher that moves, and harms (coefficients turn negative)
-    "l2t_sgd_k20_lr1e-2": Config(L2T + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"]),
+    "l2t_sgd_k20_lr1e-2": Config(CURRENT_U5 + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"]),
     # the student's own Adam steps in the unroll, positive coefficients of fixed mean, relative teacher lr
-    "adam_relative": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
-    "adam_relative_k20": Config(L2T + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"]),
-    "adam_relative_lr0.2": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"]),
-    "adam_relative_u10": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
+    "adam_relative": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
+    "adam_relative_k20": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"]),
+    "adam_relative_lr0.2": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"]),
+    "adam_relative_u10": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
                                                   "--unroll-steps", "10"]),
-    "sgd_relative": Config(L2T + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
+    "sgd_relative": Config(CURRENT_U5 + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
                            + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
     # a refresh costs about 35 student updates here: K = 100 keeps the run within 1.5x cross-entropy's time
-    "adam_relative_k100": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"]),
-    "adam_relative_k100_lr0.03": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"]),
-    "adam_relative_k100_lr0.3": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"]),
+    "adam_relative_k100": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"]),
+    "adam_relative_k100_lr0.03": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"]),
+    "adam_relative_k100_lr0.3": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"]),
     # the paper's two phases: the teacher adam_relative learned (on the next seed, cyclically: with one seed, the
     # same one) teaches a new student, frozen or learning on
-    "adam_relative_frozen": Config(L2T + RELATIVE + ["--freeze-teacher"], "adam_relative"),
-    "adam_relative_continued": Config(L2T + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
+    "adam_relative_frozen": Config(CURRENT_U5 + RELATIVE + ["--freeze-teacher"], "adam_relative"),
+    "adam_relative_continued": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
                                       "adam_relative"),
-    "adam_relative_k100_frozen": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
+    "adam_relative_k100_frozen": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
                                         "adam_relative_k100"),
-    "adam_relative_k100_continued": Config(L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
+    "adam_relative_k100_continued": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
                                            "adam_relative_k100"),
     # the default's teacher (lr 0.03) learning on over a second student
     "adam_relative_k100_lr0.03_continued": Config(
-        L2T + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], "adam_relative_k100_lr0.03"
+        CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], "adam_relative_k100_lr0.03"
     ),
-    # the plugin's defaults as they are (replaying the U updates before the refresh, the cross-entropy loss scale)
-    "l2t_defaults": Config(L2T),
+    # the online protocol (the U updates before the refresh re-applied from the current weights)
+    "current_u5": Config(CURRENT_U5),
     # Algorithm 1's reverse of the real steps: from where the student took them, over 20 updates, and with the
     # authors' replayed windows (5 teacher steps per refresh)
     "past_u20": Config(PAST_U20),
     "past_u20_m5": Config(PAST_U20 + ["--teacher-replays", "5"]),
     # Algorithm 1 at a longer horizon: every update of the run reversed once, in windows of 100
-    "past_u100": Config(L2T + ["--unroll-start", "past", "--unroll-steps", "100"]),
+    "past_u100": Config(L2T + ["--unroll-start", "past", "--unroll-steps", "100", "--teacher-alpha", "1.0"]),
     # the authors' --combine_loss: half NLL, half the learned loss
     "past_u20_nll0.5": Config(PAST_U20 + ["--nll-weight", "0.5"]),
     # a teacher that moves faster, and one whose dev measure weighs the candidates more evenly
     "past_u20_lr0.1": Config(PAST_U20 + ["--teacher-lr", "0.1"]),
-    "past_u20_alpha0.5": Config(PAST_U20 + ["--teacher-alpha", "0.5"]),
+    "past_u20_alpha0.5": Config(PAST + ["--teacher-alpha", "0.5"]),  # the plugin's defaults since
     # the authors' start: a student pretrained with cross-entropy (here the cross-entropy run of the same seed,
     # from half-way), taught for the rest of the budget; with the coefficients at 1/ln|V| or, as theirs, at 1
     "past_u20_from_ce": Config(PAST_U20, start=0.5),
@@ -98,6 +102,10 @@ CONFIGS = {
     "cross_entropy_lr0.5": Config(ROWS["cross_entropy"], student=("--lr", "0.5")),
     "cross_entropy_lr2": Config(ROWS["cross_entropy"], student=("--lr", "2.0")),
     "cross_entropy_lr4": Config(ROWS["cross_entropy"], student=("--lr", "4.0")),
+    # ... and its halving schedule: the constant-lr run from two thirds of the budget (0.67, rounded down to a
+    # validation) on, its learning rate (which finetune_flags reads) halved every P updates: fairseq's step schedule
+    **{f"cross_entropy_halve{period}": Config(ROWS["cross_entropy"], start=0.67, student=(
+        "--lr-scheduler", "step", "--lr-deacy-period", str(period), "--lr-decay", "0.5")) for period in (400, 800)},
 }
 BASELINE = "cross_entropy"
 # cross-entropy has converged where its best dev BLEU gains less than this over the last TAIL of the updates
