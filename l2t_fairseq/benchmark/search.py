@@ -86,7 +86,7 @@ CONFIGS = {
     "past_u20_nll0.5": Config(PAST_U20 + ["--nll-weight", "0.5"]),
     # a teacher that moves faster, and one whose dev measure weighs the candidates more evenly
     "past_u20_lr0.1": Config(PAST_U20 + ["--teacher-lr", "0.1"]),
-    "past_u20_alpha0.5": Config(PAST + ["--teacher-alpha", "0.5"]),  # the plugin's defaults since
+    "past_u20_alpha0.5": Config(PAST + ["--teacher-alpha", "0.5"]),  # the plugin's defaults
     # the authors' start: a student pretrained with cross-entropy (here the cross-entropy run of the same seed,
     # from half-way), taught for the rest of the budget; with the coefficients at 1/ln|V| or, as theirs, at 1
     "past_u20_from_ce": Config(PAST_U20, start=0.5),
