@@ -170,6 +170,37 @@ def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
     assert "l2t_dlf-seed1: extended" not in result.stdout and "l2t_dlf-seed1: cut off" not in result.stdout
 
 
+def test_the_searchs_runs_of_the_same_command_are_taken_over(small_data, tmp_path):
+    """--search-records: a cross-entropy run that l2t-search finished (e.g. measuring the budget) is not trained
+    again: its record is taken over, its test set decoded from its best checkpoint, and a fine-tune starts from its
+    checkpoints where the search left them; a search run of another budget is not the same run."""
+    search, work = tmp_path / "search", tmp_path / "search-work"
+    common = ["--preset", "iwslt14-small", "--data", small_data, "--seeds", "1", "--validate-every", "2",
+              "--jobs", "1"]
+    run("l2t-search", *common, "--out", search, "--work", work, "--max-update", "4", "--configs", "cross_entropy",
+        "--benchmark-records", "")
+    searched = json.loads((search / "search-records" / "cross_entropy-seed1.json").read_text())
+    log = (work / "cross_entropy-seed1" / "train.log").read_text()
+
+    def benchmark_run(out, updates):
+        return run("l2t-benchmark", *common, "--out", out, "--work", tmp_path / "work", "--max-update", str(updates),
+                   "--search-records", search / "search-records", "--rows", "cross_entropy", "sequence_risk")
+
+    result = benchmark_run(tmp_path / "out", 4)
+    assert "cross_entropy-seed1: trained by the search" in result.stdout
+    record = json.loads((tmp_path / "out" / "records" / "cross_entropy-seed1.json").read_text())
+    for key in ("command", "cpu_seconds", "dev_bleu_curve", "best_dev_bleu", "date"):
+        assert record[key] == searched[key], key
+    assert record["adopted_from"].endswith("cross_entropy-seed1.json") and 0 <= record["test_bleu"] <= 100
+    assert (tmp_path / "out" / "records" / "cross_entropy-seed1.hyp").is_file()
+    assert (work / "cross_entropy-seed1" / "train.log").read_text() == log  # not trained again
+    assert not (tmp_path / "work" / "cross_entropy-seed1").exists()
+    mrt = json.loads((tmp_path / "out" / "records" / "sequence_risk-seed1.json").read_text())
+    assert f"{work / 'cross_entropy-seed1'}/checkpoint_" in mrt["command"]
+    result = benchmark_run(tmp_path / "longer", 6)
+    assert "trained by the search" not in result.stdout and (tmp_path / "work" / "cross_entropy-seed1").is_dir()
+
+
 def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_path):
     result = run(
         "l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", tmp_path / "out", "--work",

@@ -145,8 +145,10 @@ class Benchmark:
         return self.args.sequence_start_update if row in SEQUENCE_LEVEL else None
 
     def checkpoint_folders(self):
-        """Where the cross-entropy runs' checkpoints are looked for."""
-        return [self.args.work]
+        """Where the cross-entropy runs' checkpoints are looked for: ``--work``, then the folders of the search's
+        runs taken over."""
+        return [self.args.work, *({os.path.dirname(s[1]) for seed in self.args.seeds
+                                   if (s := self.searched(BASELINE, seed))} - {self.args.work})]
 
     def start_checkpoint(self, seed, update):
         """The cross-entropy run's checkpoint at ``update``."""
@@ -173,8 +175,51 @@ class Benchmark:
         source = self.teacher_source(row, seed)
         return needs + ([source] if source else [])
 
+    def searched(self, row, seed):
+        """A dev-only run of exactly this command that ``l2t-search`` finished (``--search-records``): its record
+        and its training folder, or None."""
+        if not self.args.search_records:
+            return None
+        path = os.path.join(self.args.search_records, self.key(row, seed) + ".json")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            record = json.load(f)
+        run_dir = after(shlex.split(record["command"]), "--save-dir")
+        wanted = self.train_command(row, seed, run_dir, self.args.max_update)
+        if not same_run(record, wanted) or not os.path.isfile(os.path.join(run_dir, "checkpoint_best.pt")):
+            return None
+        return record, run_dir
+
     def run(self, row, seed, done):
-        """Trains, decodes the test set once, and writes the record.  Returns the record."""
+        """Trains (or takes over the search's run of the same command), decodes the test set once, and writes the
+        record.  Returns the record."""
+        searched = self.searched(row, seed)
+        if searched:
+            record, run_dir = searched
+            print(f"  {self.key(row, seed)}: trained by the search ({run_dir}), test set decoded", flush=True)
+            record = dict(record, adopted_from=os.path.join(self.args.search_records, self.key(row, seed) + ".json"))
+        else:
+            record, run_dir = self.train(row, seed, done)
+        os.makedirs(self.records, exist_ok=True)
+        if self.decode_test:
+            hypotheses, references, record["fairseq_bleu4"] = self.decode_test_set(run_dir)
+            record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
+            write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
+            write_lines(os.path.join(self.records, "reference.txt"), references)
+        if self.is_teacher_row(row):
+            if os.path.isfile(os.path.join(run_dir, "teacher.jsonl")):  # absent if no refresh fell in the run
+                shutil.copy(os.path.join(run_dir, "teacher.jsonl"), self.record_path(row, seed, ".teacher.jsonl"))
+            if "--freeze-teacher" not in self.row_flags(row):  # a teacher that learned: kept for later runs
+                save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"))
+        temporary = self.record_path(row, seed, ".json.tmp")
+        with open(temporary, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(temporary, self.record_path(row, seed))  # the record exists only once the run is complete
+        return record
+
+    def train(self, row, seed, done):
+        """Trains the run; returns its record (without test BLEU) and its training folder."""
         args = self.args
         run_dir = os.path.join(args.work, self.key(row, seed))
         updates, extra = args.max_update, []
@@ -220,22 +265,7 @@ class Benchmark:
             ]
         record["best_dev_bleu"] = max((b for _, b in record["dev_bleu_curve"]), default=None)
         record["seconds_per_update"] = record["train_seconds"] / record["updates"]
-        os.makedirs(self.records, exist_ok=True)
-        if self.decode_test:
-            hypotheses, references, record["fairseq_bleu4"] = self.decode_test_set(run_dir)
-            record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
-            write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
-            write_lines(os.path.join(self.records, "reference.txt"), references)
-        if self.is_teacher_row(row):
-            if os.path.isfile(os.path.join(run_dir, "teacher.jsonl")):  # absent if no refresh fell in the run
-                shutil.copy(os.path.join(run_dir, "teacher.jsonl"), self.record_path(row, seed, ".teacher.jsonl"))
-            if "--freeze-teacher" not in self.row_flags(row):  # a teacher that learned: kept for later runs
-                save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"))
-        temporary = self.record_path(row, seed, ".json.tmp")
-        with open(temporary, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(temporary, self.record_path(row, seed))  # the record exists only once the run is complete
-        return record
+        return record, run_dir
 
     def train_command(self, row, seed, run_dir, updates, extra=()):
         # save at every validation, so that checkpoint_best.pt is the best by dev BLEU; cross-entropy keeps its
@@ -429,6 +459,11 @@ def extends(saved, command):
             and after(command, "--task") != "l2t_translation")
 
 
+def same_run(record, command):
+    """Whether a run record's command is ``command`` but for where it saved its checkpoints."""
+    return without(shlex.split(record["command"]), "--save-dir") == without(command[3:], "--save-dir")
+
+
 def without(words, *flags):
     """A command line without these flags and their values."""
     words = list(words)
@@ -532,6 +567,9 @@ def main(argv=None):
                         "students train its teacher (l2t-train-teacher --students)")
     parser.add_argument("--teacher-patience", type=int, default=2, help="l2t_dlf_trained: stop training its "
                         "teacher after this many students without a better dev BLEU")
+    parser.add_argument("--search-records", help="take over l2t-search's finished runs of exactly the row's "
+                        "command from this folder of search records (e.g. the runs that measured the budget), and "
+                        "only decode their test sets; their training folders stay where the search left them")
     parser.add_argument("--report", action="store_true", help="train nothing: rewrite the tables and plots from "
                         "the finished runs' records")
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark import runner
 from l2t_fairseq.benchmark.presets import L2T, PRESETS, ROWS
 from l2t_fairseq.benchmark.report import converged_budget, convergence, spread
-from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments, without
+from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
 
 LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
           "--phi-normalization", "none"]
@@ -138,9 +138,7 @@ class Search(Benchmark):
             return None
         with open(path) as f:
             record = json.load(f)
-        wanted = self.train_command(row, seed, "RUN", self.args.max_update)[3:]
-        same = without(shlex.split(record["command"]), "--save-dir") == without(wanted, "--save-dir")
-        return record if same else None
+        return record if runner.same_run(record, self.train_command(row, seed, "RUN", self.args.max_update)) else None
 
     def finetune_start(self, row):
         fraction = CONFIGS[row].start
@@ -293,7 +291,7 @@ def main(argv=None):
     args.benchmark_work = args.benchmark_work or os.path.join("runs", "benchmark", args.preset)
     args.rows = with_teacher_sources(args.configs)
     args.data = runner.prepared_data(args, preset, parser)
-    args.sequence_start_update, args.finetune_lr = None, None
+    args.sequence_start_update, args.finetune_lr, args.search_records = None, None, None
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     search = Search(args, preset)
