@@ -88,6 +88,13 @@ PRESETS = {
 # the paper-regime benchmark (its Table 3 at CPU scale): each student trained for the budget its cross-entropy run
 # was measured to need on dev (docs/benchmark.md, "The paper's regime at a converged budget")
 PRESETS["multi30k-paper-transformer"] = {**PRESETS["multi30k"], "max_update": 8000}
+# the SGD LSTM-1 at lr 1.0 for 4,000 updates, then halved every 400 (fairseq's step schedule; a "warm-up" from 1.0
+# to 1.0 holds it constant until then)
+PRESETS["multi30k-paper-lstm1-sgd"] = {**PRESETS["multi30k-lstm1-sgd"], "max_update": 6000, "train": [
+    *LSTM1, "--optimizer", "sgd", "--lr", "1.0", "--lr-scheduler", "step", "--warmup-updates", "4000",
+    "--warmup-init-lr", "1.0", "--lr-deacy-period", "400", "--lr-decay", "0.5", "--sentence-avg", "--clip-norm", "5.0",
+    "--max-tokens", "4096",
+]}
 # dev BLEU at every validation: greedy decoding, BPE removed, tokenized (as the test BLEU); the best checkpoint by it
 EVAL_BLEU = [
     "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}', "--eval-tokenized-bleu",
