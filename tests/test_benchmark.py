@@ -6,6 +6,9 @@ import re
 import pytest
 from conftest import run
 
+from l2t_fairseq.benchmark import presets
+from l2t_fairseq.benchmark.presets import PRESETS
+
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
 
 
@@ -227,3 +230,26 @@ def test_the_converged_budget_ignores_an_early_plateau():
     assert converged_budget([first[:-1] + [(2000, 30.8)], second]) is None  # still rising at the end
     # a flat end too short to tell (from 1,600 on, but measured only to 1,600 or 1,800) is no convergence yet
     assert converged_budget([first[:8]]) is None and converged_budget([first[:9]]) is None
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_a_valid_training_command(name):
+    """Each preset's student flags parse as fairseq-train's, with the plugin's task and criterion; the paper's SGD
+    LSTM holds lr 1.0 to update 4,000 and halves it every 400 after."""
+    import torch
+    from fairseq import optim, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.optim import lr_scheduler
+
+
+    preset = PRESETS[name]
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        preset["data"], "--user-dir", presets.PLUGIN, *presets.ROWS["l2t_dlf"], *preset["train"], *presets.EVAL_BLEU,
+        "--max-update", str(preset["max_update"]),
+    ])
+    cfg = convert_namespace_to_omegaconf(args)
+    optimizer = optim.build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = lr_scheduler.build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    if name == "multi30k-paper-lstm1-sgd":
+        rates = {update: scheduler.step_update(update) for update in (0, 3999, 4000, 4399, 4400, 5999)}
+        assert rates == {0: 1.0, 3999: 1.0, 4000: 1.0, 4399: 1.0, 4400: 0.5, 5999: 1.0 / 16}
