@@ -44,6 +44,11 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
         # as many cross-entropy updates as fit in the L2T run's compute (CPU seconds)
         equal_time = runs[seed]["cross_entropy_equal_time"]["updates"]
         assert equal_time == round(l2t["cpu_seconds"] / (ce["cpu_seconds"] / ce["updates"]))
+        # ... the cross-entropy run carried on from its end (its schedule reads the update number alone)
+        carried = runs[seed]["cross_entropy_equal_time"]
+        assert f"cross_entropy_equal_time-seed{seed}: extended at update 6" in first.stdout
+        assert carried["resumed_at"] == [6] and carried["carries_on"].endswith(f"cross_entropy-seed{seed}")
+        assert carried["dev_bleu_curve"][:2] == ce["dev_bleu_curve"] and len(carried["dev_bleu_curve"]) > 2
         assert l2t["dev_bleu_curve"] and [u for u, _ in ce["dev_bleu_curve"]] == [3, 6]
         hypotheses = (out / "records" / f"l2t_dlf-seed{seed}.hyp").read_text().splitlines()
         assert len(hypotheses) == len((out / "records" / "reference.txt").read_text().splitlines())

@@ -17,7 +17,8 @@ Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
 - ``cross_entropy_equal_time``: cross-entropy given as many updates as fit in
   the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
   cross-entropy run's speed): is the teacher better than spending its compute
-  on more CE?
+  on more CE?  Under a schedule of the update number alone it is the
+  cross-entropy run carried on from its end;
 - ``sequence_risk`` (MRT), ``softmax_margin``, ``actor_critic``: fine-tunes of
   the cross-entropy run from its checkpoint at ``--sequence-start`` of the budget
   (Edunov et al. 2018; the actor-critic's critic is pretrained over the first half
@@ -235,7 +236,9 @@ class Benchmark:
         if row == "l2t_dlf_trained":
             extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
-        resumes, earlier = self.prepare_run_dir(run_dir, command, updates)
+        carried = self.carry_on_baseline(done[(BASELINE, seed)], run_dir, command) \
+            if row == "cross_entropy_equal_time" else None
+        resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
@@ -250,6 +253,8 @@ class Benchmark:
             for key in ("wall_seconds", "cpu_seconds", "train_seconds"):
                 record[key] *= share
             record["resumed_at"] = resumes
+        if carried:
+            record["carries_on"] = carried  # the cross-entropy run, from its end at resumed_at[0]
         if start is not None:  # the budget is the whole run: the cross-entropy part, prorated, plus this one
             ce = done[(BASELINE, seed)]
             record["train_seconds"] += ce["train_seconds"] * start / ce["updates"]
@@ -282,18 +287,48 @@ class Benchmark:
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
 
-    def prepare_run_dir(self, run_dir, command, updates):
+    def carry_on_baseline(self, ce, run_dir, command):
+        """Cross-entropy given more updates, under a learning-rate schedule of the update number alone, is the
+        cross-entropy run carried on: the folder starts as that run's end (its last and best checkpoints and its
+        logs, under this command at that run's budget), which ``prepare_run_dir`` extends.  Returns that run's
+        folder, or None: not when a cut-off run of this command is to be resumed there, nor under another
+        schedule."""
+        marker = os.path.join(run_dir, "command.json")
+        if self.args.resume_cut_runs and os.path.isfile(marker):
+            with open(marker) as f:
+                if json.load(f)["command"] == command:
+                    return None
+        source = after(shlex.split(ce["command"]), "--save-dir")
+        at_budget = [*without(command, "--max-update"), "--max-update", str(ce["updates"])]
+        last = os.path.join(source, "checkpoint_last.pt")
+        if not (extends(at_budget, command) and os.path.isfile(last)
+                and torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] == ce["updates"]):
+            return None
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.makedirs(run_dir)
+        for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+            shutil.copy(os.path.join(source, name), os.path.join(run_dir, name))
+        logs = sorted(glob.glob(os.path.join(source, "train.segment-*.log")),
+                      key=lambda path: int(re.search(r"segment-(\d+)", path).group(1)))
+        with open(os.path.join(run_dir, "train.log"), "w") as log:
+            log.writelines(open(path).read() for path in [*logs, os.path.join(source, "train.log")])
+        with open(marker, "w") as f:
+            json.dump({"command": at_budget, "resumes": []}, f)
+        return source
+
+    def prepare_run_dir(self, run_dir, command, updates, extend=False):
         """A fresh training folder; or, with ``--resume-cut-runs``, the folder of a run of the same command that
         was cut off before its last update, which fairseq then resumes from its last checkpoint (one cut off
         after training, whose cost no segment left measured, is trained again), or of a finished run whose
-        command differs only in a smaller ``--max-update`` (see ``extends``), which goes on to the new budget.
-        Returns the updates at which the run was resumed so far ([] for a fresh one) and what its earlier
-        segments logged."""
+        command differs only in a smaller ``--max-update`` (see ``extends``), which goes on to the new budget
+        (also without the flag where ``extend``: the cross-entropy run carried on).  Returns the updates at which
+        the run was resumed so far ([] for a fresh one) and what its earlier segments logged."""
         marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
-        if self.args.resume_cut_runs and os.path.isfile(last) and os.path.isfile(marker):
+        if os.path.isfile(last) and os.path.isfile(marker):
             with open(marker) as f:
                 saved = json.load(f)
-            same, longer = saved["command"] == command, extends(saved["command"], command)
+            same = saved["command"] == command and self.args.resume_cut_runs
+            longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
             update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] \
                 if same or longer else None
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
