@@ -179,18 +179,12 @@ class Benchmark:
     def searched(self, row, seed):
         """A dev-only run of exactly this command that ``l2t-search`` finished (``--search-records``): its record
         and its training folder, or None."""
-        if not self.args.search_records:
+        record = same_run_record(self.args.search_records, self.key(row, seed),
+                                 self.train_command(row, seed, "RUN", self.args.max_update))
+        if record is None:
             return None
-        path = os.path.join(self.args.search_records, self.key(row, seed) + ".json")
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            record = json.load(f)
         run_dir = after(shlex.split(record["command"]), "--save-dir")
-        wanted = self.train_command(row, seed, run_dir, self.args.max_update)
-        if not same_run(record, wanted) or not os.path.isfile(os.path.join(run_dir, "checkpoint_best.pt")):
-            return None
-        return record, run_dir
+        return (record, run_dir) if os.path.isfile(os.path.join(run_dir, "checkpoint_best.pt")) else None
 
     def run(self, row, seed, done):
         """Trains (or takes over the search's run of the same command), decodes the test set once, and writes the
@@ -301,17 +295,18 @@ class Benchmark:
         source = after(shlex.split(ce["command"]), "--save-dir")
         at_budget = [*without(command, "--max-update"), "--max-update", str(ce["updates"])]
         last = os.path.join(source, "checkpoint_last.pt")
-        if not (extends(at_budget, command) and os.path.isfile(last)
-                and torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] == ce["updates"]):
+        if not (extends(at_budget, command) and os.path.isfile(last) and checkpoint_update(last) == ce["updates"]):
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)
         for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
             shutil.copy(os.path.join(source, name), os.path.join(run_dir, name))
-        logs = sorted(glob.glob(os.path.join(source, "train.segment-*.log")),
-                      key=lambda path: int(re.search(r"segment-(\d+)", path).group(1)))
+        cut = 0  # the segments the cross-entropy run was resumed in, logged before its train.log
+        if os.path.isfile(os.path.join(source, "command.json")):
+            with open(os.path.join(source, "command.json")) as f:
+                cut = len(json.load(f)["resumes"])
         with open(os.path.join(run_dir, "train.log"), "w") as log:
-            log.writelines(open(path).read() for path in [*logs, os.path.join(source, "train.log")])
+            log.write(segment_logs(source, cut) + open(os.path.join(source, "train.log")).read())
         with open(marker, "w") as f:
             json.dump({"command": at_budget, "resumes": []}, f)
         return source
@@ -329,8 +324,7 @@ class Benchmark:
                 saved = json.load(f)
             same = saved["command"] == command and self.args.resume_cut_runs
             longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
-            update = torch.load(last, map_location="cpu")["optimizer_history"][-1]["num_updates"] \
-                if same or longer else None
+            update = checkpoint_update(last) if same or longer else None
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
                 saved["resumes"].append(update)
                 saved["command"] = command
@@ -338,8 +332,7 @@ class Benchmark:
                 os.replace(os.path.join(run_dir, "train.log"), segment)
                 with open(marker, "w") as f:
                     json.dump(saved, f)
-                earlier = "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read()
-                                  for n in range(1, len(saved["resumes"]) + 1))
+                earlier = segment_logs(run_dir, len(saved["resumes"]))
                 how = "extended" if longer else "cut off, resumed"
                 print(f"  {os.path.basename(run_dir)}: {how} at update {update}", flush=True)
                 return saved["resumes"], earlier
@@ -494,9 +487,25 @@ def extends(saved, command):
             and after(command, "--task") != "l2t_translation")
 
 
-def same_run(record, command):
-    """Whether a run record's command is ``command`` but for where it saved its checkpoints."""
-    return without(shlex.split(record["command"]), "--save-dir") == without(command[3:], "--save-dir")
+def same_run_record(folder, name, command):
+    """The run record ``folder/name.json`` (of the benchmark or the search) if its run had exactly ``command``
+    but for where it saved its checkpoints, else None (also without a folder)."""
+    if not folder or not os.path.isfile(os.path.join(folder, name + ".json")):
+        return None
+    with open(os.path.join(folder, name + ".json")) as f:
+        record = json.load(f)
+    same = without(shlex.split(record["command"]), "--save-dir") == without(command[3:], "--save-dir")
+    return record if same else None
+
+
+def checkpoint_update(path):
+    """The number of updates a fairseq checkpoint was saved after."""
+    return torch.load(path, map_location="cpu")["optimizer_history"][-1]["num_updates"]
+
+
+def segment_logs(run_dir, count):
+    """What the first ``count`` segments of a resumed run logged (``train.segment-N.log``), in order."""
+    return "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read() for n in range(1, count + 1))
 
 
 def without(words, *flags):

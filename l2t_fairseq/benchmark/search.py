@@ -131,14 +131,8 @@ class Search(Benchmark):
 
     def benchmark_record(self, row, seed):
         """The benchmark's finished run of exactly this command (cross-entropy, label smoothing), not trained twice."""
-        if not self.args.benchmark_records:
-            return None
-        path = os.path.join(self.args.benchmark_records, self.key(row, seed) + ".json")
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            record = json.load(f)
-        return record if runner.same_run(record, self.train_command(row, seed, "RUN", self.args.max_update)) else None
+        return runner.same_run_record(self.args.benchmark_records, self.key(row, seed),
+                                      self.train_command(row, seed, "RUN", self.args.max_update))
 
     def finetune_start(self, row):
         fraction = CONFIGS[row].start
