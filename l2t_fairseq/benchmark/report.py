@@ -6,11 +6,14 @@ import statistics
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from l2t_fairseq.benchmark.presets import BASELINE
+from l2t_fairseq.benchmark.presets import BASELINE, TEACHER_ROWS
 
 TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
 BOOTSTRAP_SAMPLES = 1000
-
+SIGNIFICANCE = 0.05
+# the rows a teacher row must beat, besides cross-entropy by more than its seed spread
+RIVALS = {"label_smoothed": "above label smoothing by more than CE's std",
+          "cross_entropy_equal_time": "above cross-entropy given the same time"}
 
 
 def read_lines(path):
@@ -79,12 +82,70 @@ def summarize(runs, rows, records):
         s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
         s["paired_seeds"] = paired
         s["fraction_p_below_0.05"] = sum(p < 0.05 for p in s["paired_bootstrap_p"]) / len(paired) if paired else None
+        s["gap_per_seed"] = [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"]
+                             for seed in paired]
         # on the seeds both rows have: a row that has finished fewer seeds is not compared with others
         s["gap_to_ce"] = statistics.mean(
             runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"] for seed in paired
         ) if paired else None
         s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if paired and base["test_bleu"][1] > 0 else None
     return summary
+
+
+def mean_gap(runs, row, other):
+    """The mean test BLEU of ``row`` minus ``other``'s over the seeds both have; None if they share none."""
+    gaps = [by_row[row]["test_bleu"] - by_row[other]["test_bleu"] for by_row in runs.values()
+            if row in by_row and other in by_row]
+    return statistics.mean(gaps) if gaps else None
+
+
+def verdict(summary, runs):
+    """For each teacher row, the rule a gain must pass: mean test BLEU above cross-entropy's by more than CE's
+    seed std, and above label smoothing's by as much; ahead of cross-entropy with paired-bootstrap p < 0.05 on
+    most seeds; above cross-entropy given the same time. Each check is True, False or None (not yet measured:
+    a missing row, or CE on one seed); ``gain`` is False if any check fails, True if all pass, else None."""
+    if BASELINE not in summary:
+        return {}
+    ce_std = summary[BASELINE]["test_bleu"][1] if len(summary[BASELINE]["seeds"]) > 1 else None
+    verdicts = {}
+    for row in (r for r in TEACHER_ROWS if r in summary):
+        s = summary[row]
+        wins = sum(p < SIGNIFICANCE and gap > 0 for p, gap in zip(s["paired_bootstrap_p"], s["gap_per_seed"]))
+        margins = {"cross_entropy": s["gap_to_ce"], **{rival: mean_gap(runs, row, rival) for rival in RIVALS}}
+        checks = {
+            "above cross-entropy by more than its std": None if ce_std is None else margins[BASELINE] > ce_std,
+            RIVALS["label_smoothed"]: None if ce_std is None or margins["label_smoothed"] is None
+            else margins["label_smoothed"] > ce_std,
+            "significantly ahead of cross-entropy on most seeds": 2 * wins > len(s["paired_seeds"]),
+            RIVALS["cross_entropy_equal_time"]: None if margins["cross_entropy_equal_time"] is None
+            else margins["cross_entropy_equal_time"] > 0,
+        }
+        outcomes = set(checks.values())
+        verdicts[row] = {"gain": False if False in outcomes else (True if outcomes == {True} else None),
+                         "checks": checks, "margins": margins, "ce_std": ce_std,
+                         "significant_wins": wins, "seeds": len(s["paired_seeds"])}
+    return verdicts
+
+
+def verdict_lines(verdicts):
+    def margin(value):
+        return "not run" if value is None else f"{value:+.2f}"
+
+    lines = ["", "Verdict, per teacher row (a gain passes every check; margins are mean test BLEU over the seeds "
+             "both rows have):", ""]
+    for row, v in verdicts.items():
+        word = {True: "a gain", False: "no gain", None: "open"}[v["gain"]]
+        failed = [name for name, ok in v["checks"].items() if ok is False]
+        unmeasured = [name for name, ok in v["checks"].items() if ok is None]
+        std = "n/a" if v["ce_std"] is None else f"{v['ce_std']:.2f}"
+        lines.append(
+            f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])} (CE std {std}), vs label "
+            f"smoothing {margin(v['margins']['label_smoothed'])}, vs equal time "
+            f"{margin(v['margins']['cross_entropy_equal_time'])}; significantly ahead on {v['significant_wins']} "
+            f"of {v['seeds']} seeds." + (f" Fails: {'; '.join(failed)}." if failed else "")
+            + (f" Not yet measured: {'; '.join(unmeasured)}." if unmeasured else "")
+        )
+    return lines
 
 
 def markdown(summary, meta):
@@ -120,4 +181,6 @@ def markdown(summary, meta):
                   f"in {t['cpu_seconds']:.0f} CPU s ({number(t.get('in_ce_runs'))} cross-entropy runs), not in the "
                   "row's own cost; it has paid for itself against l2t_dlf after "
                   + (f"{payback:.1f} taught students." if payback else "no number of students (it saves none).")]
+    if meta.get("verdict"):
+        lines += verdict_lines(meta["verdict"])
     return "\n".join(lines) + "\n"

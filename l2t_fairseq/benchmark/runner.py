@@ -68,7 +68,7 @@ from l2t_fairseq.benchmark.presets import (
     SEQUENCE_LEVEL,
     TEACHER_ROWS,
 )
-from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize
+from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize, verdict
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
@@ -449,6 +449,7 @@ class Benchmark:
         if "l2t_dlf_trained" in rows and os.path.isfile(students):
             with open(students) as f:
                 meta["teacher_training"] = teacher_training_cost(json.load(f), runs)
+        meta["verdict"] = verdict(summary, runs)
         with open(os.path.join(self.args.out, "results.json"), "w") as f:
             json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
         table = markdown(summary, meta)
