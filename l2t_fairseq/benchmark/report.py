@@ -81,13 +81,12 @@ def summarize(runs, rows, records):
         paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
         s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
         s["paired_seeds"] = paired
-        s["fraction_p_below_0.05"] = sum(p < 0.05 for p in s["paired_bootstrap_p"]) / len(paired) if paired else None
+        s["fraction_p_below_0.05"] = (sum(p < SIGNIFICANCE for p in s["paired_bootstrap_p"]) / len(paired)
+                                      if paired else None)
         s["gap_per_seed"] = [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"]
                              for seed in paired]
         # on the seeds both rows have: a row that has finished fewer seeds is not compared with others
-        s["gap_to_ce"] = statistics.mean(
-            runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"] for seed in paired
-        ) if paired else None
+        s["gap_to_ce"] = statistics.mean(s["gap_per_seed"]) if paired else None
         s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if paired and base["test_bleu"][1] > 0 else None
     return summary
 
