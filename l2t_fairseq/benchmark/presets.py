@@ -26,6 +26,10 @@ ROWS = {
 BASELINE = "cross_entropy"
 SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin", "actor_critic")  # fine-tunes of the cross-entropy run
 TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained")
+# cross-entropy given the compute of each row that costs more than it: the row whose compute it is given
+EQUAL_TIME = {"cross_entropy_equal_time": "l2t_dlf",
+              **{f"cross_entropy_equal_time_{row}": row for row in SEQUENCE_LEVEL}}
+ROWS.update({row: CROSS_ENTROPY for row in EQUAL_TIME if row not in ROWS})
 
 TRANSFORMER_TOY = [
     "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "3e-3",

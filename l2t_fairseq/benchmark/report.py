@@ -6,7 +6,7 @@ import statistics
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from l2t_fairseq.benchmark.presets import BASELINE, TEACHER_ROWS
+from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, TEACHER_ROWS
 
 TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
 BOOTSTRAP_SAMPLES = 1000
@@ -88,6 +88,9 @@ def summarize(runs, rows, records):
         # on the seeds both rows have: a row that has finished fewer seeds is not compared with others
         s["gap_to_ce"] = statistics.mean(s["gap_per_seed"]) if paired else None
         s["gap_in_ce_std"] = s["gap_to_ce"] / base["test_bleu"][1] if paired and base["test_bleu"][1] > 0 else None
+    for equal_time, row in EQUAL_TIME.items():
+        if row in summary and equal_time in summary:
+            summary[row]["gap_to_equal_time"] = mean_gap(runs, row, equal_time)
     return summary
 
 
@@ -158,8 +161,8 @@ def markdown(summary, meta):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def number(value, digits=2):
-        return "n/a" if value is None else f"{value:.{digits}f}"
+    def number(value, digits=2, signed=False):
+        return "n/a" if value is None else f"{value:{'+' if signed else ''}.{digits}f}"
 
     for row, s in summary.items():
         p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
@@ -172,6 +175,12 @@ def markdown(summary, meta):
             f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
             f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
+    against = [f"{row} {number(s['gap_to_equal_time'], signed=True)}" for row, s in summary.items()
+               if s.get("gap_to_equal_time") is not None]
+    if against:
+        lines += ["", "Against cross-entropy given the same CPU time (`cross_entropy_equal_time` for l2t_dlf, "
+                  "`cross_entropy_equal_time_ROW` for the others; mean test BLEU over the seeds both have): "
+                  + ", ".join(against) + "."]
     if "teacher_training" in meta:
         t = meta["teacher_training"]
         payback, dev = t.get("payback_students"), ", ".join(number(b) for b in t["best_dev_bleu"])

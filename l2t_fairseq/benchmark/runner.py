@@ -18,11 +18,15 @@ Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
   the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
   cross-entropy run's speed): is the teacher better than spending its compute
   on more CE?  Under a schedule of the update number alone it is the
-  cross-entropy run carried on from its end;
+  cross-entropy run carried on from its end (or from the end of a shorter
+  equal-time run of the same seed, so that the longest one costs its own
+  updates alone);
 - ``sequence_risk`` (MRT), ``softmax_margin``, ``actor_critic``: fine-tunes of
   the cross-entropy run from its checkpoint at ``--sequence-start`` of the budget
   (Edunov et al. 2018; the actor-critic's critic is pretrained over the first half
-  of its fine-tune); their time is the prorated cross-entropy part plus their own.
+  of its fine-tune); their time is the prorated cross-entropy part plus their own;
+- ``cross_entropy_equal_time_sequence_risk`` (and ``_softmax_margin``,
+  ``_actor_critic``): the same for those rows, which cost more than cross-entropy.
 
 Every run validates with greedy dev BLEU and keeps the best checkpoint by it
 (selection on the validation set only); the test set is decoded once per
@@ -60,6 +64,7 @@ from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq
 from l2t_fairseq.benchmark.plots import plot_all
 from l2t_fairseq.benchmark.presets import (
     BASELINE,
+    EQUAL_TIME,
     EVAL_BLEU,
     PLUGIN,
     PRESETS,
@@ -171,8 +176,8 @@ class Benchmark:
 
     def dependencies(self, row, seed):
         needs = [(BASELINE, seed)] if self.finetune_start(row) is not None else []
-        if row == "cross_entropy_equal_time":
-            needs = [(BASELINE, seed), ("l2t_dlf", seed)]
+        if row in EQUAL_TIME:
+            needs = [(BASELINE, seed), (EQUAL_TIME[row], seed)]
         source = self.teacher_source(row, seed)
         return needs + ([source] if source else [])
 
@@ -223,15 +228,15 @@ class Benchmark:
             checkpoint = self.start_checkpoint(seed, start)
             updates = self.finetune_updates(row)
             extra = ["--finetune-from-model", checkpoint, *self.finetune_flags(row, checkpoint)]
-        elif row == "cross_entropy_equal_time":
-            updates = equal_time_updates(done[(BASELINE, seed)], done[("l2t_dlf", seed)])
+        elif row in EQUAL_TIME:
+            updates = equal_time_updates(done[(BASELINE, seed)], done[(EQUAL_TIME[row], seed)])
         if self.teacher_source(row, seed):
             extra += ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
         if row == "l2t_dlf_trained":
             extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
-        carried = self.carry_on_baseline(done[(BASELINE, seed)], run_dir, command) \
-            if row == "cross_entropy_equal_time" else None
+        carried = self.carry_on_baseline(self.shorter_runs(seed, updates, done), run_dir, command) \
+            if row in EQUAL_TIME else None
         resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
         record = {
@@ -281,21 +286,32 @@ class Benchmark:
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
 
-    def carry_on_baseline(self, ce, run_dir, command):
-        """Cross-entropy given more updates, under a learning-rate schedule of the update number alone, is the
-        cross-entropy run carried on: the folder starts as that run's end (its last and best checkpoints and its
-        logs, under this command at that run's budget), which ``prepare_run_dir`` extends.  Returns that run's
-        folder, or None: not when a cut-off run of this command is to be resumed there, nor under another
-        schedule."""
+    def shorter_runs(self, seed, updates, done):
+        """The finished cross-entropy runs of ``seed`` shorter than ``updates``, longest first: the equal-time
+        runs, then the cross-entropy row's."""
+        runs = [done[(row, seed)] for row in EQUAL_TIME if (row, seed) in done]
+        return sorted((run for run in runs if run["updates"] < updates), key=lambda run: -run["updates"]) + [
+            done[(BASELINE, seed)]
+        ]
+
+    def carry_on_baseline(self, shorter, run_dir, command):
+        """Cross-entropy given more updates, under a learning-rate schedule of the update number alone, is a
+        shorter cross-entropy run carried on (the first of ``shorter`` whose last checkpoint is there): the
+        folder starts as that run's end (its last and best checkpoints and its logs, under this command at that
+        run's budget), which ``prepare_run_dir`` extends.  Returns that run's folder, or None: not when a cut-off
+        run of this command is to be resumed there, nor under another schedule."""
         marker = os.path.join(run_dir, "command.json")
         if self.args.resume_cut_runs and os.path.isfile(marker):
             with open(marker) as f:
                 if json.load(f)["command"] == command:
                     return None
-        source = after(shlex.split(ce["command"]), "--save-dir")
-        at_budget = [*without(command, "--max-update"), "--max-update", str(ce["updates"])]
-        last = os.path.join(source, "checkpoint_last.pt")
-        if not (extends(at_budget, command) and os.path.isfile(last) and checkpoint_update(last) == ce["updates"]):
+        for ce in shorter:
+            source = after(shlex.split(ce["command"]), "--save-dir")
+            at_budget = [*without(command, "--max-update"), "--max-update", str(ce["updates"])]
+            last = os.path.join(source, "checkpoint_last.pt")
+            if extends(at_budget, command) and os.path.isfile(last) and checkpoint_update(last) == ce["updates"]:
+                break
+        else:
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)

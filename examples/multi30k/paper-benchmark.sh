@@ -1,0 +1,60 @@
+#!/bin/bash
+# The paper-regime benchmark (the paper's Table 3 at CPU scale) on Multi30k, one student per call, its rows in
+# the order that decides the verdict first.  Every call is resumable: run it again after a cut and it skips the
+# finished runs and resumes the cut one from its last checkpoint.  Each student takes one core:
+#
+#   nohup examples/multi30k/paper-benchmark.sh transformer > runs/paper-transformer.log 2>&1 &
+#   nohup examples/multi30k/paper-benchmark.sh lstm1 > runs/paper-lstm1.log 2>&1 &
+#
+# and, at any point, the tables and plots from the finished runs' records alone:
+#
+#   examples/multi30k/paper-benchmark.sh transformer --report
+#
+# BEST_ROW (default l2t_dlf): the L2T row that also gets seeds 4 and 5, chosen by mean best dev BLEU over
+# seeds 1-3 (results.json's summary).  TEACHER_STUDENTS / TEACHER_PATIENCE (3 / 1): l2t_dlf_trained's teacher
+# training (l2t-train-teacher --students / --patience), a student being a whole run at the converged budget.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source .venv/bin/activate
+OUT=docs/benchmark/multi30k-paper
+WORK=runs/benchmark
+BEST_ROW=${BEST_ROW:-l2t_dlf}
+
+STUDENT=${1:-}
+case "$STUDENT" in
+    transformer)  # Adam; cross-entropy's runs are the budget runs, taken over (decoded only)
+        PRESET=multi30k-paper-transformer RESULTS=$OUT/transformer-adam
+        EXTRA=(--search-records "$OUT/budget-transformer-adam-8000/search-records")
+        SEQUENCE_ROWS=(sequence_risk softmax_margin cross_entropy_equal_time_sequence_risk
+                       cross_entropy_equal_time_softmax_margin) ;;
+    lstm1)  # plain SGD
+        PRESET=multi30k-paper-lstm1-sgd RESULTS=$OUT/lstm1-sgd EXTRA=() SEQUENCE_ROWS=() ;;
+    *)
+        echo "usage: $0 transformer|lstm1 [--report]" >&2
+        exit 2 ;;
+esac
+shift
+
+benchmark() {  # benchmark ROWS... -- SEEDS... [--report]
+    local rows=()
+    while [ "$1" != "--" ]; do rows+=("$1"); shift; done
+    shift
+    l2t-benchmark --preset "$PRESET" --rows "${rows[@]}" --seeds "$@" --jobs 1 --threads 1 --resume-cut-runs \
+        --teacher-students "${TEACHER_STUDENTS:-3}" --teacher-patience "${TEACHER_PATIENCE:-1}" \
+        --out "$RESULTS" --work "$WORK/$PRESET" "${EXTRA[@]}"
+}
+
+ALL=(cross_entropy label_smoothed l2t_dlf l2t_dlf_frozen l2t_dlf_trained cross_entropy_equal_time "${SEQUENCE_ROWS[@]}")
+if [ "${1:-}" = --report ]; then  # the tables and plots from the records alone
+    benchmark "${ALL[@]}" -- 1 2 3 4 5 --report
+    exit
+fi
+benchmark cross_entropy l2t_dlf -- 1
+benchmark cross_entropy l2t_dlf -- 1 2 3
+benchmark cross_entropy label_smoothed l2t_dlf cross_entropy_equal_time l2t_dlf_frozen -- 1 2 3
+benchmark cross_entropy l2t_dlf_trained -- 1 2 3
+# seeds 4 and 5: a frozen row's teachers are the online runs of those seeds
+benchmark cross_entropy $([ "$BEST_ROW" = l2t_dlf_frozen ] && echo l2t_dlf) "$BEST_ROW" -- 4 5
+if [ ${#SEQUENCE_ROWS[@]} -gt 0 ]; then
+    benchmark cross_entropy "${SEQUENCE_ROWS[@]}" -- 1 2 3
+fi
