@@ -13,7 +13,9 @@ students, or after ``--students``.  It writes ``DIR/teacher.pt`` (the teacher af
 Use the teacher with ``--teacher-path DIR/teacher.pt --freeze-teacher``.
 
 Interrupted, the same command resumes: finished students are recorded (``students.json``) with the
-teacher after them (``teacher-after-student-N.pt``); a student cut off is trained again from scratch.
+teacher after them (``teacher-after-student-N.pt``); a student cut off goes on from its last checkpoint
+(student, teacher and its Adam state as saved there; its record says ``resumed_at``, and its cost is the last
+segment's per update, over the whole run); one cut off after its last update is trained again.
 To start students from a cross-entropy checkpoint, as the authors' code does, pass
 ``--finetune-from-model CKPT`` among the fairseq-train flags.
 """
@@ -73,33 +75,73 @@ def teacher_file(out, student):
 
 
 def train_student(args, flags, student, records):
-    """One fresh student with the teacher of the previous one; returns its record."""
+    """One fresh student with the teacher of the previous one (or the same student resumed where it was cut
+    off); returns its record."""
     run_dir = os.path.join(args.out, f"student-{student}")
-    shutil.rmtree(run_dir, ignore_errors=True)  # cut off earlier: again from scratch
     seed = args.first_seed + student - 1
     command = [os.path.join(BIN, "fairseq-train"), args.data, "--user-dir", PLUGIN, "--task", "l2t_translation",
                "--criterion", "l2t_dlf", "--seed", str(seed), "--save-dir", run_dir, *flags]
     if records:
         command += ["--teacher-path", teacher_file(args.out, student - 1), "--continue-teacher"]
-    os.makedirs(run_dir)
+    resumed_at = resume_or_start(run_dir, command)
+    if resumed_at:
+        print(f"student {student}: cut off, resumed at update {resumed_at[-1]}", flush=True)
     start = time.perf_counter()
     with open(os.path.join(run_dir, "train.log"), "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
+    wall, cpu = time.perf_counter() - start, usage.ru_utime + usage.ru_stime
     output = open(os.path.join(run_dir, "train.log")).read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"student {student} failed; see {run_dir}/train.log:\n{output[-2000:]}")
     saved = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), map_location="cpu")["extra_state"][CHECKPOINT_KEY]
     save_teacher_file(saved["teacher"], teacher_file(args.out, student), saved["teacher_optimizer"])
     steps = teacher_log.read(os.path.join(run_dir, teacher_log.TEACHER_LOG))
-    bleu = [float(b) for b in re.findall(r"valid on 'valid' subset .*?\| bleu ([\d.]+)", output)]
-    return {
+    earlier = "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read()
+                      for n in range(1, len(resumed_at) + 1))
+    # a validation repeated by the resumed segment (after the checkpoint it resumed from) counts once
+    pattern = r"valid on 'valid' subset .*?\| bleu ([\d.]+) \|.*?num_updates (\d+)"
+    bleu = [b for _, b in sorted({int(u): float(b) for b, u in re.findall(pattern, earlier + output)}.items())]
+    record = {
         "student": student, "seed": seed, "best_dev_bleu": max(bleu, default=None), "dev_bleu": bleu,
         "dev_expected_bleu": [r.get("dev_expected_bleu") for r in steps],
         "teacher_adam_steps": max((int(s["step"]) for s in saved["teacher_optimizer"]["state"].values()), default=0),
-        "wall_seconds": time.perf_counter() - start, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "command": " ".join(command[1:]),
+        "wall_seconds": wall, "cpu_seconds": cpu, "command": " ".join(command[1:]),
     }
+    if resumed_at:  # only the last segment was measured: its cost per update, over the whole run
+        updates = checkpoint_update(os.path.join(run_dir, "checkpoint_last.pt"))
+        record["wall_seconds"] *= updates / (updates - resumed_at[-1])
+        record["cpu_seconds"] *= updates / (updates - resumed_at[-1])
+        record["resumed_at"] = resumed_at
+    return record
+
+
+def checkpoint_update(path):
+    return torch.load(path, map_location="cpu")["optimizer_history"][-1]["num_updates"]
+
+
+def resume_or_start(run_dir, command):
+    """The student's folder: of the same command cut off before its last update, kept for fairseq to resume
+    from its last checkpoint (its log moved to ``train.segment-N.log``); else made afresh.  Returns the updates
+    it was resumed at so far ([] for a fresh start)."""
+    marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
+    if os.path.isfile(marker) and os.path.isfile(last):
+        with open(marker) as f:
+            saved = json.load(f)
+        budget = int(command[command.index("--max-update") + 1]) if "--max-update" in command else None
+        update = checkpoint_update(last)
+        if saved["command"] == command and budget is not None and update < budget:
+            saved["resumed_at"].append(update)
+            os.replace(os.path.join(run_dir, "train.log"),
+                       os.path.join(run_dir, f"train.segment-{len(saved['resumed_at'])}.log"))
+            with open(marker, "w") as f:
+                json.dump(saved, f)
+            return saved["resumed_at"]
+    shutil.rmtree(run_dir, ignore_errors=True)  # cut off after its last update, or another command: afresh
+    os.makedirs(run_dir)
+    with open(marker, "w") as f:
+        json.dump({"command": command, "resumed_at": []}, f)
+    return []
 
 
 def improving(records, patience):

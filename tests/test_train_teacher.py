@@ -1,6 +1,7 @@
 """l2t-train-teacher: one teacher, and its Adam state, carried across fresh students; resumable."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -41,6 +42,36 @@ def test_a_teacher_trained_across_students(toy_data, tmp_path):
     redone = json.loads((out / "students.json").read_text())
     assert [r["teacher_adam_steps"] for r in redone] == [2, 4, 6]
     assert redone[2]["dev_expected_bleu"] == records[2]["dev_expected_bleu"]  # the same run again
+
+
+def test_a_student_cut_off_goes_on_from_its_last_checkpoint(toy_data, tmp_path):
+    """The second student cut off after its checkpoint of update 7 (first epoch: 10 batches) and the command run
+    again: it resumes there, with the teacher and Adam state of that checkpoint (not the previous student's), and
+    ends as the uninterrupted run did."""
+    flags = [*FLAGS, "--save-interval-updates", "7", "--keep-interval-updates", "5"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run("l2t-train-teacher", toy_data, "--out", whole, "--students", "2", "--patience", "5", *flags)
+    records = json.loads((whole / "students.json").read_text())
+    shutil.copytree(whole, cut)
+    (cut / "students.json").write_text(json.dumps(records[:1]))
+    student = cut / "student-2"
+    command = json.loads((student / "command.json").read_text())["command"]
+    # the student's folder and files, as l2t-train-teacher in ``cut`` would have written them
+    command = [str(word).replace(str(whole), str(cut)) for word in command]
+    (student / "command.json").write_text(json.dumps({"command": command, "resumed_at": []}))
+    shutil.copy(student / "checkpoint_1_7.pt", student / "checkpoint_last.pt")
+    log = (student / "train.log").read_text()
+    (student / "train.log").write_text(log[:log.index("checkpoint_1_7.pt (epoch")])  # what it logged by then
+    result = run("l2t-train-teacher", toy_data, "--out", cut, "--students", "2", "--patience", "5", *flags)
+    assert "student 2: cut off, resumed at update 7" in result.stdout
+    resumed = json.loads((cut / "students.json").read_text())[1]
+    assert resumed["resumed_at"] == [7] and resumed["cpu_seconds"] > 0 and (student / "train.segment-1.log").is_file()
+    for key in ("dev_bleu", "dev_expected_bleu", "teacher_adam_steps"):
+        assert resumed[key] == records[1][key], key
+    teachers = [torch.load(out / "teacher.pt", map_location="cpu")["extra_state"][CHECKPOINT_KEY]
+                for out in (whole, cut)]
+    for name, value in teachers[0]["teacher"].items():
+        assert torch.equal(value, teachers[1]["teacher"][name]), name
 
 
 def test_patience_stops_when_the_best_dev_bleu_stalls():
