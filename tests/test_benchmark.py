@@ -290,6 +290,13 @@ def test_the_verdict_applies_every_check_of_the_rule():
     assert verdicts["l2t_dlf"]["gain"] is None
     assert "**open**" in verdict_lines(verdicts)[3] and "Not yet measured: above cross-entropy given the same time" \
         in verdict_lines(verdicts)[3]
+    # on two paired seeds nothing is decided, not even a check that fails there
+    two = summary([0.3, 0.3], [0.01] * 2)
+    for row in ("l2t_dlf", "l2t_dlf_frozen"):
+        two[row].update(paired_seeds=[1, 2], gap_per_seed=two[row]["gap_per_seed"][:2])
+    verdicts = verdict(two, runs)
+    assert verdicts["l2t_dlf"]["gain"] is None and set(verdicts["l2t_dlf"]["checks"].values()) == {None}
+    assert "on 2 of the 3 seeds it needs" in verdict_lines(verdicts)[3]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -44,17 +44,22 @@ benchmark() {  # benchmark ROWS... -- SEEDS... [--report]
         --out "$RESULTS" --work "$WORK/$PRESET" "${EXTRA[@]}"
 }
 
-ALL=(cross_entropy label_smoothed l2t_dlf l2t_dlf_frozen l2t_dlf_trained cross_entropy_equal_time "${SEQUENCE_ROWS[@]}")
-if [ "${1:-}" = --report ]; then  # the tables and plots from the records alone
-    benchmark "${ALL[@]}" -- 1 2 3 4 5 --report
+report() {  # the tables and plots of every row and seed, from the records alone
+    benchmark cross_entropy label_smoothed l2t_dlf l2t_dlf_frozen l2t_dlf_trained cross_entropy_equal_time \
+        "${SEQUENCE_ROWS[@]}" -- 1 2 3 4 5 --report
+}
+
+if [ "${1:-}" = --report ]; then
+    report
     exit
 fi
-benchmark cross_entropy l2t_dlf -- 1
-benchmark cross_entropy l2t_dlf -- 1 2 3
-benchmark cross_entropy label_smoothed l2t_dlf cross_entropy_equal_time l2t_dlf_frozen -- 1 2 3
-benchmark cross_entropy l2t_dlf_trained -- 1 2 3
+# each step's own tables cover its rows and seeds: the report after it covers all
+benchmark cross_entropy l2t_dlf -- 1 && report
+benchmark cross_entropy l2t_dlf -- 1 2 3 && report
+benchmark cross_entropy label_smoothed l2t_dlf cross_entropy_equal_time l2t_dlf_frozen -- 1 2 3 && report
+benchmark cross_entropy l2t_dlf_trained -- 1 2 3 && report
 # seeds 4 and 5: a frozen row's teachers are the online runs of those seeds
-benchmark cross_entropy $([ "$BEST_ROW" = l2t_dlf_frozen ] && echo l2t_dlf) "$BEST_ROW" -- 4 5
+benchmark cross_entropy $([ "$BEST_ROW" = l2t_dlf_frozen ] && echo l2t_dlf) "$BEST_ROW" -- 4 5 && report
 if [ ${#SEQUENCE_ROWS[@]} -gt 0 ]; then
-    benchmark cross_entropy "${SEQUENCE_ROWS[@]}" -- 1 2 3
+    benchmark cross_entropy "${SEQUENCE_ROWS[@]}" -- 1 2 3 && report
 fi

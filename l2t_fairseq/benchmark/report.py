@@ -11,6 +11,7 @@ from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, TEACHER_ROWS
 TEST_BLEU = BLEU(tokenize="none")  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
 BOOTSTRAP_SAMPLES = 1000
 SIGNIFICANCE = 0.05
+MIN_SEEDS = 3  # paired seeds a verdict needs: with fewer it stays open
 # the rows a teacher row must beat, besides cross-entropy by more than its seed spread
 RIVALS = {"label_smoothed": "above label smoothing by more than CE's std",
           "cross_entropy_equal_time": "above cross-entropy given the same time"}
@@ -105,7 +106,8 @@ def verdict(summary, runs):
     """For each teacher row, the rule a gain must pass: mean test BLEU above cross-entropy's by more than CE's
     seed std, and above label smoothing's by as much; ahead of cross-entropy with paired-bootstrap p < 0.05 on
     most seeds; above cross-entropy given the same time. Each check is True, False or None (not yet measured:
-    a missing row, or CE on one seed); ``gain`` is False if any check fails, True if all pass, else None."""
+    a missing row, or CE on one seed); ``gain`` is False if any check fails, True if all pass, else None.  A row
+    on fewer than ``MIN_SEEDS`` seeds paired with cross-entropy has every check None: too few to decide."""
     if BASELINE not in summary:
         return {}
     ce_std = summary[BASELINE]["test_bleu"][1] if len(summary[BASELINE]["seeds"]) > 1 else None
@@ -122,6 +124,8 @@ def verdict(summary, runs):
             RIVALS["cross_entropy_equal_time"]: None if margins["cross_entropy_equal_time"] is None
             else margins["cross_entropy_equal_time"] > 0,
         }
+        if len(s["paired_seeds"]) < MIN_SEEDS:
+            checks = dict.fromkeys(checks)
         outcomes = set(checks.values())
         verdicts[row] = {"gain": False if False in outcomes else (True if outcomes == {True} else None),
                          "checks": checks, "margins": margins, "ce_std": ce_std,
@@ -139,6 +143,8 @@ def verdict_lines(verdicts):
         word = {True: "a gain", False: "no gain", None: "open"}[v["gain"]]
         failed = [name for name, ok in v["checks"].items() if ok is False]
         unmeasured = [name for name, ok in v["checks"].items() if ok is None]
+        if v["seeds"] < MIN_SEEDS:
+            unmeasured = [f"every check (paired with cross-entropy on {v['seeds']} of the {MIN_SEEDS} seeds it needs)"]
         std = "n/a" if v["ce_std"] is None else f"{v['ce_std']:.2f}"
         lines.append(
             f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])} (CE std {std}), vs label "
@@ -153,8 +159,8 @@ def verdict_lines(verdicts):
 def markdown(summary, meta):
     lines = [
         f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`; data: `{meta['data']}`; "
-        f"seeds {meta['seeds']}; {meta['max_update']} updates per run; {meta['finished_runs']} of "
-        f"{meta['planned_runs']} runs finished.",
+        f"seeds {meta['seeds']}; {meta['max_update']} updates per run; {meta['finished_runs']} "
+        + ("" if meta["planned_runs"] is None else f"of {meta['planned_runs']} ") + "runs finished.",
         "",
         "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
         "| p < 0.05 | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",

@@ -459,7 +459,9 @@ class Benchmark:
             "finetune_lr": self.args.finetune_lr, "l2t_flags": self.args.l2t_flags, "jobs": self.args.jobs,
             "machine": f"{os.cpu_count()} CPU cores, {self.threads} thread(s) per run, {self.args.jobs} run(s) at "
                        "a time" + (", CUDA" if torch.cuda.is_available() else ", CPU only"),
-            "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds),
+            "finished_runs": len(done),
+            # --report lists what is there; the rows and seeds it is given need not all be planned
+            "planned_runs": None if self.args.report else len(self.args.rows) * len(self.args.seeds),
         }
         students = os.path.join(self.records, "teacher-training", "students.json")
         if "l2t_dlf_trained" in rows and os.path.isfile(students):
