@@ -149,13 +149,20 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     records = out / "records"
     whole = json.loads((records / "cross_entropy-seed1.json").read_text())
     hypotheses = (records / "cross_entropy-seed1.hyp").read_text()
-    # cut off after the checkpoint of update 2: no record, checkpoint_last.pt is that checkpoint
+    # cut off after the checkpoint of update 2: no record, checkpoint_last.pt is that checkpoint; its log ends
+    # at update 3 and its last CPU snapshot says 1,000 s (as if it had been slow)
     run_dir = work / "cross_entropy-seed1"
     (records / "cross_entropy-seed1.json").unlink()
     shutil.copy(next(run_dir.glob("checkpoint_*_2.pt")), run_dir / "checkpoint_last.pt")
+    log = (run_dir / "train.log").read_text()
+    (run_dir / "train.log").write_text(log[:log.index("num_updates 4")] + "num_updates=3\n")
+    (run_dir / "cpu.json").write_text(json.dumps({"cpu_seconds": 1000.0}))
     result = run(*command)
     assert "cross_entropy-seed1: cut off, resumed at update 2" in result.stdout
     resumed = json.loads((records / "cross_entropy-seed1.json").read_text())
+    assert json.loads((run_dir / "command.json").read_text())["segments"] == [{"cpu_seconds": 1000.0, "reached": 3}]
+    # the cut segment's cost per update (1,000 s over 3 updates) for the 2 it kept, plus the last segment's own
+    assert 2000 / 3 < resumed["cpu_seconds"] < 2000 / 3 + 3 * whole["cpu_seconds"]
     assert resumed["resumed_at"] == [2] and resumed["dev_bleu_curve"] == whole["dev_bleu_curve"]
     assert [u for u, _ in resumed["dev_bleu_curve"]] == [2, 4, 6]
     assert (records / "cross_entropy-seed1.hyp").read_text() == hypotheses
@@ -232,6 +239,18 @@ def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_pa
     assert result.returncode != 0 and "l2t-benchmark: error:" in result.stderr
     assert "--teacher-interval must be at least 1" in result.stderr and "cannot run" not in result.stderr
     assert " start l2t_dlf_frozen" not in result.stdout
+
+
+def test_a_run_in_segments_costs_each_segments_rate_times_the_updates_it_kept():
+    from l2t_fairseq.benchmark.runner import whole_run_cpu
+
+    # cut at 250 (last checkpoint 200, 100 s), then at 450 (checkpoint 400, 75 s); the last segment, 400-600, 40 s
+    segments = [{"cpu_seconds": 100.0, "reached": 250}, {"cpu_seconds": 75.0, "reached": 450}]
+    assert whole_run_cpu(segments, [200, 400], 40.0, 600) == pytest.approx(200 * 100 / 250 + 200 * 75 / 250 + 40)
+    # a segment without a snapshot (an older run, or the run it carries on) costs the last segment's rate
+    segments[0]["cpu_seconds"] = None
+    assert whole_run_cpu(segments, [200, 400], 40.0, 600) == pytest.approx(200 * 40 / 200 + 200 * 75 / 250 + 40)
+    assert whole_run_cpu([], [200, 400], 40.0, 600) == pytest.approx(600 * 0.2)
 
 
 def test_the_converged_budget_ignores_an_early_plateau():

@@ -86,15 +86,43 @@ TRAIN_CHILD = (
 )
 
 
-def measured_run(command, log_path, threads):
+CPU_SNAPSHOT = "cpu.json"  # a training run's CPU seconds so far, rewritten while it trains: what a cut one spent
+SNAPSHOT_SECONDS = 20
+
+
+def cpu_so_far(pid):
+    """User + system CPU seconds of a running process (its threads, and its children it has waited for), from
+    /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def measured_run(command, log_path, threads, snapshot=None):
     """Runs ``command``; returns (wall seconds, peak RSS in MiB, output, CPU seconds).  Fails loudly with the
     log's tail.  CPU seconds (user + system) leave out the time spent waiting for a core, which wall seconds
-    count; both still grow when the machine is oversubscribed (shared caches and memory bandwidth)."""
+    count; both still grow when the machine is oversubscribed (shared caches and memory bandwidth).  With
+    ``snapshot`` (a path), the CPU seconds so far are written there every ``SNAPSHOT_SECONDS`` while it runs."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
+        written = start
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.2)
+            if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
+                cpu = cpu_so_far(process.pid)
+                if cpu is not None:
+                    with open(snapshot + ".tmp", "w") as f:
+                        json.dump({"cpu_seconds": cpu}, f)
+                    os.replace(snapshot + ".tmp", snapshot)
+                written = time.perf_counter()
     wall = time.perf_counter() - start
     output = open(log_path).read()
     if os.waitstatus_to_exitcode(status) != 0:
@@ -238,7 +266,8 @@ class Benchmark:
         carried = self.carry_on_baseline(self.shorter_runs(seed, updates, done), run_dir, command) \
             if row in EQUAL_TIME else None
         resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
-        wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads)
+        wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads,
+                                              snapshot=os.path.join(run_dir, CPU_SNAPSHOT))
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
             "peak_rss_mib": rss,
@@ -247,10 +276,13 @@ class Benchmark:
             "dev_bleu_curve": dev_bleu_curve(earlier + output),
             "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
         }
-        if resumes:  # only the last segment was measured: its cost per update, over the whole run
+        if resumes:  # only the last segment was measured whole: its cost per update, over the whole run
             share = updates / (updates - resumes[-1])
-            for key in ("wall_seconds", "cpu_seconds", "train_seconds"):
+            for key in ("wall_seconds", "train_seconds"):
                 record[key] *= share
+            with open(os.path.join(run_dir, "command.json")) as f:
+                segments = json.load(f).get("segments", [])
+            record["cpu_seconds"] = whole_run_cpu(segments, resumes, cpu, updates)
             record["resumed_at"] = resumes
         if carried:
             record["carries_on"] = carried  # the cross-entropy run, from its end at resumed_at[0]
@@ -342,6 +374,7 @@ class Benchmark:
             longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
             update = checkpoint_update(last) if same or longer else None
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
+                saved.setdefault("segments", []).append(cut_segment(run_dir))
                 saved["resumes"].append(update)
                 saved["command"] = command
                 segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
@@ -564,6 +597,34 @@ def teacher_training_cost(students, runs):
     return cost
 
 
+def cut_segment(run_dir):
+    """What the segment of a run that was cut off spent: its CPU seconds (its last snapshot; None without one)
+    and the last update it logged, before the next segment starts."""
+    snapshot, log = os.path.join(run_dir, CPU_SNAPSHOT), open(os.path.join(run_dir, "train.log")).read()
+    cpu = None
+    if os.path.isfile(snapshot):
+        with open(snapshot) as f:
+            cpu = json.load(f)["cpu_seconds"]
+        os.remove(snapshot)
+    return {"cpu_seconds": cpu, "reached": max(map(int, re.findall(r"num_updates[ =](\d+)", log)), default=None)}
+
+
+def whole_run_cpu(segments, resumes, last_cpu, updates):
+    """The CPU seconds of a run trained in segments (resumed at ``resumes``; ``last_cpu`` measured over the last,
+    to ``updates``): each segment's cost per update (its CPU over the updates it reached, those it trained past
+    its last checkpoint included) times the updates it kept; a segment with no snapshot (or a run carried on from
+    another's end) at the last segment's rate."""
+    starts = [0, *resumes]
+    rate = last_cpu / (updates - starts[-1])
+    total = last_cpu
+    for i in range(len(resumes)):
+        segment = segments[i] if i < len(segments) else None
+        trained = (segment["reached"] or 0) - starts[i] if segment else 0
+        measured = segment is not None and segment["cpu_seconds"] is not None and trained > 0
+        total += (segment["cpu_seconds"] / trained if measured else rate) * (starts[i + 1] - starts[i])
+    return total
+
+
 def equal_time_updates(ce, l2t):
     """As many cross-entropy updates as fit in the L2T run's compute at the cross-entropy run's speed: CPU seconds
     (which leave out waiting for a core) where both records have them, else training seconds."""
@@ -598,11 +659,12 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
                         "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
     parser.add_argument("--resume-cut-runs", action="store_true", help="a run cut off goes on from its last "
-                        "checkpoint instead of starting again (for runs longer than a sitting; its cost is "
-                        "estimated from the last segment, and past its first epoch fairseq draws the resumed "
-                        "epoch's batches anew, so it is no longer bit-identical to an uninterrupted run); a "
-                        "finished cross-entropy run in --work given a larger --max-update (and a new --out) goes "
-                        "on to it when its learning-rate schedule ignores the budget (fixed, inverse_sqrt, step)")
+                        "checkpoint instead of starting again (for runs longer than a sitting; its CPU time "
+                        "adds up its segments' snapshots, its wall time is the last segment's per update, and "
+                        "past its first epoch fairseq draws the resumed epoch's batches anew, so it is no longer "
+                        "bit-identical to an uninterrupted run); a finished cross-entropy run in --work given a "
+                        "larger --max-update (and a new --out) goes on to it when its learning-rate schedule "
+                        "ignores the budget (fixed, inverse_sqrt, step)")
 
 
 def prepared_data(args, preset, parser):
