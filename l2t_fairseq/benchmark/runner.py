@@ -374,7 +374,8 @@ class Benchmark:
             longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
             update = checkpoint_update(last) if same or longer else None
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
-                saved.setdefault("segments", []).append(cut_segment(run_dir))
+                segments = saved.setdefault("segments", [])  # one per earlier segment; None: cut before they were kept
+                segments += [None] * (len(saved["resumes"]) - len(segments)) + [cut_segment(run_dir)]
                 saved["resumes"].append(update)
                 saved["command"] = command
                 segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
