@@ -320,8 +320,8 @@ class Benchmark:
 
     def shorter_runs(self, seed, updates, done):
         """The finished cross-entropy runs of ``seed`` shorter than ``updates``, longest first: the equal-time
-        runs, then the cross-entropy row's."""
-        runs = [done[(row, seed)] for row in EQUAL_TIME if (row, seed) in done]
+        runs (recorded in ``OUT``, whether or not among this command's rows), then the cross-entropy row's."""
+        runs = [run for row in EQUAL_TIME if (run := done.get((row, seed)) or self.load(row, seed))]
         return sorted((run for run in runs if run["updates"] < updates), key=lambda run: -run["updates"]) + [
             done[(BASELINE, seed)]
         ]
