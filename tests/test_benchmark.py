@@ -176,6 +176,29 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert "resumed_at" not in again and again["dev_bleu_curve"] == whole["dev_bleu_curve"]
 
 
+def test_an_equal_time_run_under_a_decaying_step_schedule_holds_its_learning_rate_longer(small_data, tmp_path):
+    """The learning rate held for 4 updates, then halved every update to 6 (the SGD LSTM preset's shape): cross-
+    entropy given the L2T run's compute starts from the cross-entropy run's checkpoint of update 4 and holds the
+    learning rate for the extra updates before the same decay (carried on from update 6 it would get them at a
+    quarter of it and below); its record covers the whole run."""
+    out = tmp_path / "out"
+    run("l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", tmp_path / "work",
+        "--seeds", "1", "--max-update", "6", "--validate-every", "2", "--jobs", "1",
+        "--student-flags=--lr 3e-3 --lr-scheduler step --warmup-updates 4 --warmup-init-lr 3e-3 --lr-deacy-period 1 "
+        "--lr-decay 0.5", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
+        "--rows", "cross_entropy", "l2t_dlf", "cross_entropy_equal_time")
+    runs = json.loads((out / "results.json").read_text())["runs"]["1"]
+    ce, equal_time = runs["cross_entropy"], runs["cross_entropy_equal_time"]
+    total = round(runs["l2t_dlf"]["cpu_seconds"] / (ce["cpu_seconds"] / ce["updates"]))
+    assert total > 6 and equal_time["updates"] == total
+    command = equal_time["command"]
+    assert re.search(r"--finetune-from-model \S*cross_entropy-seed1/checkpoint_\d+_4\.pt", command)
+    assert f"--warmup-updates {total - 6}" in command and f"--max-update {total - 4}" in command
+    assert "carries_on" not in equal_time
+    # the dev curve: cross-entropy's to update 4, then the fine-tune's, shifted by 4
+    assert equal_time["dev_bleu_curve"][:2] == ce["dev_bleu_curve"][:2] and equal_time["dev_bleu_curve"][-1][0] == total
+
+
 def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
     """--resume-cut-runs with a larger --max-update (and a new --out): a finished cross-entropy run goes on from
     its end to the new budget and ends as a run trained for that budget from the start; a teacher run, whose

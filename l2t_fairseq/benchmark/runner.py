@@ -258,13 +258,21 @@ class Benchmark:
             extra = ["--finetune-from-model", checkpoint, *self.finetune_flags(row, checkpoint)]
         elif row in EQUAL_TIME:
             updates = equal_time_updates(done[(BASELINE, seed)], done[(EQUAL_TIME[row], seed)])
+            if self.held_lr_updates() is not None and updates > args.max_update:
+                # a schedule that decays towards the budget's end, carried on, would give the extra updates at its
+                # smallest learning rate: the cross-entropy run from the end of its constant phase instead, held
+                # there for the extra updates, then decayed as it was
+                start = self.held_lr_updates()
+                extra = ["--finetune-from-model", self.start_checkpoint(seed, start),
+                         "--warmup-updates", str(updates - args.max_update)]
+                updates -= start
         if self.teacher_source(row, seed):
             extra += ["--teacher-path", self.record_path(*self.teacher_source(row, seed), ".teacher.pt")]
         if row == "l2t_dlf_trained":
             extra += ["--teacher-path", self.trained_teacher()]
         command = self.train_command(row, seed, run_dir, updates, extra)
         carried = self.carry_on_baseline(self.shorter_runs(seed, updates, done), run_dir, command) \
-            if row in EQUAL_TIME else None
+            if row in EQUAL_TIME and start is None else None
         resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads,
                                               snapshot=os.path.join(run_dir, CPU_SNAPSHOT))
@@ -293,7 +301,7 @@ class Benchmark:
                 record["cpu_seconds"] += ce["cpu_seconds"] * start / ce["updates"]
             else:
                 del record["cpu_seconds"]
-            record["updates"] = args.max_update
+            record["updates"] = start + updates
             record["peak_rss_mib"] = max(rss, ce["peak_rss_mib"])
             record["peak_cuda_mib"] = max(record["peak_cuda_mib"], ce["peak_cuda_mib"])
             record["dev_bleu_curve"] = [p for p in ce["dev_bleu_curve"] if p[0] <= start] + [
@@ -312,11 +320,24 @@ class Benchmark:
             extra += ["--keep-interval-updates", "1"]
         return [
             sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row),
-            *self.preset["train"],
+            *self.student_flags(),
             *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
             "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
             "--log-format", "simple", "--log-interval", "50", *extra,
         ]
+
+    def student_flags(self):
+        """The preset's training flags, then ``--student-flags``."""
+        return [*self.preset["train"], *shlex.split(self.args.student_flags)]
+
+    def held_lr_updates(self):
+        """Under a step schedule that holds the learning rate for its first W updates (``--warmup-updates`` W
+        from ``--warmup-init-lr`` equal to ``--lr``) and decays it before the budget's end: W, else None."""
+        flags = self.student_flags()
+        hold = int(after(flags, "--warmup-updates", 0))
+        if after(flags, "--lr-scheduler") != "step" or not 0 < hold < self.args.max_update:
+            return None
+        return hold if float(after(flags, "--warmup-init-lr", -1)) == float(after(flags, "--lr")) else None
 
     def shorter_runs(self, seed, updates, done):
         """The finished cross-entropy runs of ``seed`` shorter than ``updates``, longest first: the equal-time
@@ -659,6 +680,8 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--threads", type=int, help="threads per run (default: the CPU cores shared by --jobs)")
     parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
                         "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
+    parser.add_argument("--student-flags", default="", help="extra fairseq-train flags of every run, after the "
+                        "preset's, e.g. '--lr 1e-3' (default: none)")
     parser.add_argument("--resume-cut-runs", action="store_true", help="a run cut off goes on from its last "
                         "checkpoint instead of starting again (for runs longer than a sitting; its CPU time "
                         "adds up its segments' snapshots, its wall time is the last segment's per update, and "
@@ -705,7 +728,8 @@ def main(argv=None):
     args.jobs = args.jobs or preset["jobs"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
     args.sequence_start_update = validation_update(args.sequence_start, args)
-    args.finetune_lr = args.finetune_lr or float(after(preset["train"], "--lr")) / 10
+    student = [*preset["train"], *shlex.split(args.student_flags)]
+    args.finetune_lr = args.finetune_lr or float(after(student, "--lr")) / 10
     args.out = args.out or os.path.join("docs", "benchmark", args.preset)
     args.work = args.work or os.path.join("runs", "benchmark", args.preset)
     args.rows = [row for row in ROWS if row in args.rows]  # cross_entropy first: the baseline
