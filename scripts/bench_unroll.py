@@ -32,7 +32,8 @@ def measure(data, steps, keep_every, fairseq_flags):
         options.get_training_parser(),
         [data, "--user-dir", "l2t_fairseq", "--task", "l2t_translation", "--criterion", "l2t_dlf",
          "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4096", "--max-update", "100000", "--cpu",
-         "--teacher-interval", "100000000", "--unroll-steps", str(steps), "--unroll-keep-every", str(keep_every),
+         # the refresh after U + 2 updates: a window of real steps (--unroll-start past) opens at update 2
+         "--teacher-interval", str(steps + 2), "--unroll-steps", str(steps), "--unroll-keep-every", str(keep_every),
          "--seed", "1", *fairseq_flags],
     )
     cfg = convert_namespace_to_omegaconf(args)
