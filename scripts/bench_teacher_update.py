@@ -16,6 +16,7 @@ import argparse
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -30,14 +31,21 @@ def main():
     parser.add_argument("--unroll-steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     args, fairseq_flags = parser.parse_known_args()
+    with tempfile.TemporaryDirectory() as save_dir:  # where the refreshes log teacher.jsonl
+        return measure(args, fairseq_flags, save_dir)
+
+
+def measure(args, fairseq_flags, save_dir):
+    updates = args.unroll_steps + 3 * args.repeats
     if "--arch" not in fairseq_flags:
         fairseq_flags = ["--arch", "transformer_l2t_toy", *fairseq_flags]
     train_args = options.parse_args_and_arch(
         options.get_training_parser(),
         [args.data, "--user-dir", "l2t_fairseq", "--task", "l2t_translation", "--criterion", "l2t_dlf",
          "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "2000", "--max-update", "100000",
-         "--teacher-interval", "100000000", "--unroll-steps", str(args.unroll_steps), "--seed", "1",
-         *fairseq_flags],
+         # the refresh after the last update: a window of real steps (--unroll-start past) opens U before it
+         "--teacher-interval", str(updates), "--unroll-steps", str(args.unroll_steps), "--seed", "1",
+         "--save-dir", save_dir, *fairseq_flags],
     )
     cfg = convert_namespace_to_omegaconf(train_args)
     utils.import_user_module(cfg.common)
@@ -50,18 +58,24 @@ def main():
     batches = itertools.cycle(list(trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)))
 
     step_times = []
-    for _ in range(args.unroll_steps + 3 * args.repeats):
+    for _ in range(updates):
         sample = next(batches)
         start = time.perf_counter()
         trainer.train_step([sample])
         step_times.append(time.perf_counter() - start)
     step_times = step_times[3:]  # warm-up
     task.teaching.updates.append(task.teaching.current)  # the last update, as the next one would append it
+    window = task.teaching.window  # a refresh closes it: each repeat replays the same window
     update_times = []
     for _ in range(args.repeats):
+        task.teaching.window = window
         start = time.perf_counter()
         task.teaching.refresh(task, sample, trainer.model, criterion, trainer.optimizer, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)
+    steps = {int(s["step"]) for s in task.teaching.teacher_optimizer.state.values()}
+    if steps != {args.repeats}:
+        sys.exit(f"bench_teacher_update: error: {steps or 'no'} teacher steps in {args.repeats} refreshes: "
+                 "the unroll was not timed")
     step, update = statistics.median(step_times), statistics.median(update_times)
     print(f"device: {'cuda' if torch.cuda.is_available() and not cfg.common.cpu else 'cpu'}, "
           f"threads: {torch.get_num_threads()}, U = {args.unroll_steps}, arch = {cfg.model._name}")

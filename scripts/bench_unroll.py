@@ -16,12 +16,13 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
 
-def measure(data, steps, keep_every, fairseq_flags):
+def measure(data, steps, keep_every, fairseq_flags, save_dir):
     from fairseq import options, tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
@@ -34,7 +35,7 @@ def measure(data, steps, keep_every, fairseq_flags):
          "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4096", "--max-update", "100000", "--cpu",
          # the refresh after U + 2 updates: a window of real steps (--unroll-start past) opens at update 2
          "--teacher-interval", str(steps + 2), "--unroll-steps", str(steps), "--unroll-keep-every", str(keep_every),
-         "--seed", "1", *fairseq_flags],
+         "--seed", "1", "--save-dir", save_dir, *fairseq_flags],
     )
     cfg = convert_namespace_to_omegaconf(args)
     utils.import_user_module(cfg.common)
@@ -55,6 +56,8 @@ def measure(data, steps, keep_every, fairseq_flags):
     teaching.refresh(task, next(batches), trainer.model, criterion, trainer.optimizer, trainer.get_num_updates())
     refresh = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not teaching.teacher_optimizer.state:
+        raise RuntimeError("the refresh took no teacher step: nothing of the unroll was timed")
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "U": steps, "keep_every": teaching.keep_every(), "parameters": parameters,
@@ -71,7 +74,8 @@ def main():
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: measure this U only
     args, fairseq_flags = parser.parse_known_args()
     if args.one is not None:
-        print("RESULT", json.dumps(measure(args.data, args.one, args.keep_every, fairseq_flags)))
+        with tempfile.TemporaryDirectory() as save_dir:  # where the refresh logs teacher.jsonl
+            print("RESULT", json.dumps(measure(args.data, args.one, args.keep_every, fairseq_flags, save_dir)))
         return 0
     print(f"threads: {torch.get_num_threads()}; flags: {' '.join(fairseq_flags) or '(defaults)'}")
     print("| U | keep every | student step s | refresh s | x step | peak RSS before MiB | after MiB |")

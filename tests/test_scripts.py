@@ -1,0 +1,35 @@
+"""The cost benchmarks of scripts/ time what they say they time."""
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_unroll_times_a_teacher_step_at_the_defaults(toy_data):
+    """One refresh through U = 3 real steps (--unroll-start past, the default): the script fails if the refresh
+    took no teacher step, so the row it prints is the cost of one."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "bench_unroll.py"), str(toy_data), "--steps", "3",
+         "--max-tokens", "2000"], capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = [line for line in result.stdout.splitlines() if line.startswith("| 3 |")]
+    assert len(row) == 1, result.stdout
+    student_step, refresh = (float(cell) for cell in row[0].strip("|").split("|")[2:4])
+    assert refresh > student_step > 0
+    assert not os.path.exists(os.path.join(REPO, "checkpoints")), "it logged into the repository"
+
+
+def test_bench_teacher_update_times_teacher_steps_at_the_defaults(toy_data):
+    """Two refreshes, each replaying the same window of 2 real steps: the script fails unless each took a teacher
+    step."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "bench_teacher_update.py"), str(toy_data), "--unroll-steps",
+         "2", "--repeats", "2"], capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ratio = float(result.stdout.split("teacher update / student step:")[1])
+    assert ratio > 1
+    assert not os.path.exists(os.path.join(REPO, "checkpoints")), "it logged into the repository"
