@@ -622,7 +622,8 @@ def teacher_training_cost(students, runs):
 def cut_segment(run_dir):
     """What the segment of a run that was cut off spent: its CPU seconds (its last snapshot; None without one)
     and the last update it logged, before the next segment starts."""
-    snapshot, log = os.path.join(run_dir, CPU_SNAPSHOT), open(os.path.join(run_dir, "train.log")).read()
+    snapshot, log = os.path.join(run_dir, CPU_SNAPSHOT), os.path.join(run_dir, "train.log")
+    log = open(log).read() if os.path.isfile(log) else ""
     cpu = None
     if os.path.isfile(snapshot):
         with open(snapshot) as f:
