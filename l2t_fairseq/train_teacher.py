@@ -23,7 +23,6 @@ To start students from a cross-entropy checkpoint, as the authors' code does, pa
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from l2t_fairseq import (
     teacher_log,
 )
 from l2t_fairseq.errors import UsageError
+from l2t_fairseq.run_segments import checkpoint_update, dev_bleu_curve, segment_logs
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))
@@ -97,11 +97,7 @@ def train_student(args, flags, student, records):
     saved = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), map_location="cpu")["extra_state"][CHECKPOINT_KEY]
     save_teacher_file(saved["teacher"], teacher_file(args.out, student), saved["teacher_optimizer"])
     steps = teacher_log.read(os.path.join(run_dir, teacher_log.TEACHER_LOG))
-    earlier = "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read()
-                      for n in range(1, len(resumed_at) + 1))
-    # a validation repeated by the resumed segment (after the checkpoint it resumed from) counts once
-    pattern = r"valid on 'valid' subset .*?\| bleu ([\d.]+) \|.*?num_updates (\d+)"
-    bleu = [b for _, b in sorted({int(u): float(b) for b, u in re.findall(pattern, earlier + output)}.items())]
+    bleu = [b for _, b in dev_bleu_curve(segment_logs(run_dir, len(resumed_at)) + output)]
     record = {
         "student": student, "seed": seed, "best_dev_bleu": max(bleu, default=None), "dev_bleu": bleu,
         "dev_expected_bleu": [r.get("dev_expected_bleu") for r in steps],
@@ -114,10 +110,6 @@ def train_student(args, flags, student, records):
         record["cpu_seconds"] *= updates / (updates - resumed_at[-1])
         record["resumed_at"] = resumed_at
     return record
-
-
-def checkpoint_update(path):
-    return torch.load(path, map_location="cpu")["optimizer_history"][-1]["num_updates"]
 
 
 def resume_or_start(run_dir, command):

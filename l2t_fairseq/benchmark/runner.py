@@ -75,6 +75,7 @@ from l2t_fairseq.benchmark.presets import (
 )
 from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize, verdict
 from l2t_fairseq.errors import UsageError
+from l2t_fairseq.run_segments import checkpoint_update, dev_bleu_curve, segment_logs
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
 BIN = os.path.dirname(sys.executable)
@@ -258,11 +259,12 @@ class Benchmark:
             extra = ["--finetune-from-model", checkpoint, *self.finetune_flags(row, checkpoint)]
         elif row in EQUAL_TIME:
             updates = equal_time_updates(done[(BASELINE, seed)], done[(EQUAL_TIME[row], seed)])
-            if self.held_lr_updates() is not None and updates > args.max_update:
+            hold = self.held_lr_updates()
+            if hold is not None and updates > args.max_update:
                 # a schedule that decays towards the budget's end, carried on, would give the extra updates at its
                 # smallest learning rate: the cross-entropy run from the end of its constant phase instead, held
                 # there for the extra updates, then decayed as it was
-                start = self.held_lr_updates()
+                start = hold
                 extra = ["--finetune-from-model", self.start_checkpoint(seed, start),
                          "--warmup-updates", str(updates - args.max_update)]
                 updates -= start
@@ -572,16 +574,6 @@ def same_run_record(folder, name, command):
     return record if same else None
 
 
-def checkpoint_update(path):
-    """The number of updates a fairseq checkpoint was saved after."""
-    return torch.load(path, map_location="cpu")["optimizer_history"][-1]["num_updates"]
-
-
-def segment_logs(run_dir, count):
-    """What the first ``count`` segments of a resumed run logged (``train.segment-N.log``), in order."""
-    return "".join(open(os.path.join(run_dir, f"train.segment-{n}.log")).read() for n in range(1, count + 1))
-
-
 def without(words, *flags):
     """A command line without these flags and their values."""
     words = list(words)
@@ -590,13 +582,6 @@ def without(words, *flags):
             index = words.index(flag)
             del words[index:index + 2]
     return words
-
-
-def dev_bleu_curve(log):
-    """(update, dev BLEU) of every validation in a training log, in update order; a validation repeated by a
-    resumed run (after the checkpoint it resumed from) counts once, as last logged."""
-    pattern = r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)"
-    return sorted({int(m.group(2)): float(m.group(1)) for m in re.finditer(pattern, log)}.items())
 
 
 def teacher_training_cost(students, runs):
