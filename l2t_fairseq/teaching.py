@@ -145,6 +145,7 @@ class TeachingConfig(FairseqDataclass):
     seed: int = II("common.seed")
     memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
     memory_efficient_bf16: bool = II("common.memory_efficient_bf16")
+    tpu: bool = II("common.tpu")
     cpu: bool = II("common.cpu")
     max_update: int = II("optimization.max_update")
     max_epoch: int = II("optimization.max_epoch")
@@ -194,8 +195,11 @@ def check_training_config(cfg):
     if cfg.memory_efficient_fp16 or cfg.memory_efficient_bf16:
         raise UsageError(
             "--memory-efficient-fp16/--memory-efficient-bf16 keep no fp32 copy of the student, which the "
-            "teacher's unroll needs; use --fp16 or --bf16"
+            "teacher's unroll needs; use --fp16"
         )
+    if cfg.tpu:  # fairseq 0.12 sets --tpu for --bf16, then fails deep in its trainer without torch_xla
+        raise UsageError("--bf16/--tpu: fairseq 0.12 trains in bf16 on TPUs only (--bf16 sets --tpu), where the "
+                         "teacher's unroll does not run; on a GPU use --fp16")
     if cfg.max_update <= 0 and cfg.max_epoch <= 0:
         raise UsageError("l2t_translation needs --max-update or --max-epoch: training progress is part of s_t")
 

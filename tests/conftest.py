@@ -16,6 +16,8 @@ from l2t_fairseq.candidates import build_candidates
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
 BIN = os.path.dirname(sys.executable)
+# the CUDA variants of the exactness and training tests; they run where a GPU is (docs/tests.md says where they ran)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SHARED = os.path.join(REPO, "..", "shared", "data", "iwslt14")
 
 
@@ -114,18 +116,19 @@ def preprocess(corpus, destdir, *extra):
     return destdir
 
 
-def l2t_flags(data, save_dir, *extra):
-    """fairseq-train's flags for the toy L2T-DLF student (Adam, as the demo)."""
+def l2t_flags(data, save_dir, *extra, device="cpu"):
+    """fairseq-train's flags for the toy L2T-DLF student (Adam, as the demo), on the CPU or fairseq's CUDA device."""
     return [
         str(data), "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
         "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
         "--warmup-updates", "100", "--max-tokens", "2000", "--save-dir", str(save_dir), "--no-epoch-checkpoints",
-        "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1", *map(str, extra),
+        "--log-format", "simple", "--log-interval", "10", *(["--cpu"] if device == "cpu" else []), "--seed", "1",
+        *map(str, extra),
     ]
 
 
-def l2t_train(data, save_dir, *extra, check=True):
-    return run("fairseq-train", *l2t_flags(data, save_dir, *extra), check=check)
+def l2t_train(data, save_dir, *extra, check=True, device="cpu"):
+    return run("fairseq-train", *l2t_flags(data, save_dir, *extra, device=device), check=check)
 
 
 def train_in_process(monkeypatch, *flags):

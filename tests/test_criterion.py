@@ -53,7 +53,7 @@ def make_task(dictionary, **overrides):
     """A task whose teacher learns ``W`` itself (not the default): the tests below set and read ``Phi`` directly."""
     overrides = {"teacher_parametrization": "linear", "seed": 1, **overrides}
     cfg = L2TTranslationConfig(
-        memory_efficient_fp16=False, memory_efficient_bf16=False, cpu=True, max_update=100, max_epoch=0,
+        memory_efficient_fp16=False, memory_efficient_bf16=False, tpu=False, cpu=True, max_update=100, max_epoch=0,
         clip_norm=0.0, valid_subset="valid", **overrides,
     )
     return L2TTranslationTask(cfg, dictionary, dictionary)

@@ -3,7 +3,7 @@
 import fairseq.utils
 import pytest
 import torch
-from conftest import synthetic_batch, synthetic_candidates, tiny_student
+from conftest import needs_cuda, synthetic_batch, synthetic_candidates, tiny_student
 
 from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.hypergrad import hypergradient, inner_step, leaves, unroll
@@ -33,7 +33,7 @@ def update_rule(kind, params):
     generator = torch.Generator().manual_seed(7)
 
     def like(p, low, high):
-        return low + (high - low) * torch.rand(p.shape, generator=generator, dtype=p.dtype)
+        return (low + (high - low) * torch.rand(p.shape, generator=generator, dtype=p.dtype)).to(p.device)
 
     momentum = kind in ("adam_momentum", "adam_schedule")
     schedule = kind == "adam_schedule"
@@ -46,30 +46,35 @@ def update_rule(kind, params):
     )
 
 
-def setting(kind, dictionary, dropout=0.1, loss="plain"):
+def setting(kind, dictionary, dropout=0.1, loss="plain", device="cpu"):
     """A student, a teacher with word- and key-dependent coefficients, U batches and a dev objective.
 
     The dev objective is the task's own: minus the expected BLEU of fixed candidates.
 
-    Dropout is on by default: the reverse loop must see the unroll's masks.
+    Dropout is on by default: the reverse loop must see the unroll's masks.  Everything lives on ``device``; the
+    weights are the same on every device.
     """
     torch.manual_seed(0)
-    model = tiny_student(kind, dictionary, dropout)
+    model = tiny_student(kind, dictionary, dropout).to(device)
     relative = loss == "relative"
     teacher = Teacher(len(dictionary), num_keys=2, parametrization="exp" if relative else "linear").double()
     with torch.no_grad():  # coefficients that differ by word and key
         for weights in (teacher.log_W if relative else teacher.W,):
             weights.add_(0.2 * torch.randn_like(weights))
-    states = [torch.tensor([t / 10, 0.3, 0.2], dtype=torch.float64) for t in range(UNROLL_STEPS)]
+    teacher.to(device)
+    states = [torch.tensor([t / 10, 0.3, 0.2], dtype=torch.float64, device=device) for t in range(UNROLL_STEPS)]
     pad = dictionary.pad()
+
+    def batch(**kwargs):
+        return fairseq.utils.apply_to_sample(lambda t: t.to(device), synthetic_batch(dictionary, **kwargs))
+
     if loss == "mixed":
-        batches = [([synthetic_batch(dictionary, seed=t), synthetic_batch(dictionary, seed=50 + t)], 100 + t)
-                   for t in range(UNROLL_STEPS)]
+        batches = [([batch(seed=t), batch(seed=50 + t)], 100 + t) for t in range(UNROLL_STEPS)]
         step_loss = make_step_loss(model, StudentLoss(pad, nll_weight=0.3), lambda s: s["target"].size(0))
     else:
-        batches = [([synthetic_batch(dictionary, seed=t)], 100 + t) for t in range(UNROLL_STEPS)]
+        batches = [([batch(seed=t)], 100 + t) for t in range(UNROLL_STEPS)]
         step_loss = make_step_loss(model, StudentLoss(pad, coefficient_mean=0.4 if relative else None))
-    candidates = synthetic_candidates(dictionary, synthetic_batch(dictionary, sentences=4, seed=99))
+    candidates = synthetic_candidates(dictionary, batch(sentences=4, seed=99))
     dev_objective = DevExpectedBleu(model, candidates, alpha=1.0, pad=pad, max_tokens=12)  # several chunks
     params = {name: p.detach().clone() for name, p in trainable_params(model).items()}
     return model, teacher, states, batches, step_loss, dev_objective, params
@@ -78,7 +83,7 @@ def setting(kind, dictionary, dropout=0.1, loss="plain"):
 def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule, keep_every=1):
     """The task's path: RMD with the dev gradient computed chunk by chunk."""
     phis = [teacher(s) for s in states]
-    with double_backward_safe("cpu"):
+    with double_backward_safe(states[0].device.type):
         _, d_phis, _ = hypergradient(
             step_loss, dev_objective.value_and_grad, params, [p.detach() for p in phis], batches, rule, keep_every
         )
@@ -145,6 +150,35 @@ def test_rmd_matches_central_finite_differences(kind, rule_kind, loss, dictionar
         assert abs(analytic) > 1e-8
         # rel 1e-6, or the finite difference's round-off floor (about 1e-16 |J| / eps), whichever is larger
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-10), (kind, rule_kind, loss)
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_rmd_on_cuda_equals_full_autograd_and_the_cpu(kind, dictionary):
+    """On a GPU: RMD against full autograd with dropout (the reverse loop redraws the unroll's CUDA masks, and the
+    RNN runs without cuDNN, which has no double backward), then, without dropout, against RMD on the CPU (the two
+    devices draw different masks)."""
+    model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, device="cuda")
+    rule = update_rule("adam_momentum", params)
+    rmd = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params, rule)
+    teacher_params = dict(teacher.named_parameters())
+    with double_backward_safe("cuda"):
+        value = unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, rule,
+                                  True)
+        full = torch.autograd.grad(value, tuple(teacher_params.values()))
+    for name, a, b in zip(teacher_params, rmd, full):
+        assert a.is_cuda and b.abs().max() > 1e-8, name
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-10, msg=f"{kind} d{name} on cuda")
+
+    on = {}
+    for device in ("cpu", "cuda"):
+        model, teacher, states, batches, step_loss, dev_objective, params = setting(kind, dictionary, 0.0,
+                                                                                    device=device)
+        on[device] = rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, params,
+                                          UpdateRule(lr=LR))
+    for a, b in zip(on["cuda"], on["cpu"]):
+        assert b.abs().max() > 1e-8
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-6, atol=1e-12, msg=f"{kind}: cuda against cpu")
 
 
 def test_unroll_leaves_the_student_untouched(dictionary):

@@ -1,10 +1,10 @@
-"""--fp16 (and --bf16): the unroll starts from a copy of fairseq's fp32 master weights."""
+"""--fp16 (and --bf16): the unroll starts from a copy of fairseq's fp32 master weights; training on a GPU."""
 
 import re
 
 import pytest
 import torch
-from conftest import l2t_train, synthetic_batch, teacher_state, tiny_student
+from conftest import l2t_train, needs_cuda, synthetic_batch, teacher_state, tiny_student
 from fairseq import options
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.optim import FP16Optimizer
@@ -96,6 +96,37 @@ def test_fp16_training_updates_the_teacher(toy_data, tmp_path):
     assert all(torch.isfinite(w).all() for w in state["teacher"].values())
 
 
+LSTM = ["--arch", "lstm", "--encoder-embed-dim", "32", "--encoder-hidden-size", "32", "--decoder-embed-dim", "32",
+        "--decoder-hidden-size", "32", "--decoder-out-embed-dim", "32", "--lr", "3e-3"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("flags", [[], ["--fp16"], ["--amp"], LSTM, [*LSTM, "--fp16"]],
+                         ids=["transformer-fp32", "transformer-fp16", "transformer-amp", "lstm-fp32", "lstm-fp16"])
+def test_training_on_cuda_updates_the_teacher(toy_data, tmp_path, flags):
+    """fairseq-train on a GPU: its CUDA kernels for the student's steps (fused attention, cuDNN's RNN, fairseq's
+    flat fp16 buffer and loss scaler, autocast under --amp), the unroll's double-backward-safe ones in fp32 for the
+    teacher's steps."""
+    result = l2t_train(toy_data, tmp_path, *flags, "--max-update", 40, "--teacher-interval", 10, "--unroll-steps", 3,
+                       device="cuda")
+    norms = [float(v) for v in re.findall(r"teacher_hypergrad_norm ([\d.e-]+)", result.stdout)]
+    assert norms and max(norms) > 0, result.stdout[-2000:]
+    scaled = "--fp16" in flags or "--amp" in flags
+    assert bool(re.search(r"\| loss_scale \d", result.stdout)) == scaled  # fairseq's scaler
+    state = teacher_state(tmp_path / "checkpoint_last.pt")
+    assert state["skipped_steps"] == 0
+    steps = {int(m["step"]) for m in state["teacher_optimizer"]["state"].values()}
+    assert len(steps) == 1 and steps.pop() >= 2, steps
+    assert all(torch.isfinite(w).all() for w in state["teacher"].values())
+
+
 @pytest.mark.parametrize("flag", ["--memory-efficient-fp16", "--memory-efficient-bf16"])
 def test_memory_efficient_half_precision_is_refused(toy_data, tmp_path, monkeypatch, flag):
     assert_names(start_up_error(monkeypatch, toy_data, tmp_path, flag), flag)
+
+
+def test_bf16_is_refused_with_its_reason(toy_data, tmp_path, monkeypatch):
+    """fairseq 0.12's --bf16 sets --tpu; without this line it fails in fairseq's trainer (no torch_xla)."""
+    message = start_up_error(monkeypatch, toy_data, tmp_path, "--bf16")
+    assert_names(message, "--bf16")
+    assert "TPU" in message and "--fp16" in message

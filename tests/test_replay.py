@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import l2t_flags
+from conftest import l2t_flags, needs_cuda
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
@@ -19,13 +19,15 @@ CASES = {
     # plain SGD, one micro-batch, per-token loss, NLL mixed in, the gradient clipped (its norm is about 1)
     "clipped": ["--optimizer", "sgd", "--lr", "0.5", "--nll-weight", "0.5", "--clip-norm", "0.1"],
 }
+# on a GPU the student's real step runs fairseq's CUDA kernels (cuDNN allowed) and the replay the unroll's
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
 
-def trainer_for(data, save_dir, flags):
+def trainer_for(data, save_dir, flags, device="cpu"):
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
         parser, l2t_flags(data, save_dir, "--lr-scheduler", "fixed", "--max-update", 100, "--dropout", "0.1",
-                          "--teacher-interval", 1000, *flags)
+                          "--teacher-interval", 1000, *flags, device=device)
     )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
@@ -35,9 +37,11 @@ def trainer_for(data, save_dir, flags):
     return cfg, task, model, criterion, Trainer(cfg, task, model, criterion)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case):
-    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES[case])
+def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case, device):
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES[case], device)
+    assert next(trainer.model.parameters()).device.type == device
     batches = iter(task.get_batch_iterator(
         dataset=task.dataset("train"), max_tokens=cfg.dataset.max_tokens, seed=1,
     ).next_epoch_itr(shuffle=True))
@@ -61,14 +65,16 @@ def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case):
     assert moved > 1e-4  # the update is not vacuous
 
 
-def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tmp_path, monkeypatch, device):
     """--unroll-start past: the U updates replayed from the weights and optimizer state the student took them at
     end at the student's current weights (SGD with momentum and weight decay, two micro-batches, clipped)."""
     from l2t_fairseq import teaching
 
     flags = [*CASES["sgd"], "--clip-norm", "0.1", "--unroll-start", "past", "--teacher-interval", "4",
              "--unroll-steps", "3", "--no-lookahead-gain"]
-    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, flags)
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, flags, device)
+    assert next(trainer.model.parameters()).device.type == device
     seen = {}
 
     def replay_then_step(teacher, optimizer, unrolled, lookahead=True):
