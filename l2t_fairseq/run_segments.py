@@ -1,7 +1,18 @@
-"""A fairseq-train run cut off and resumed in segments: what its checkpoints and logs say."""
+"""A fairseq-train run cut off and resumed in segments: running it with its CPU time kept as it goes, resuming it
+from its last checkpoint, and what its checkpoints, logs and snapshots say.
 
+A run's folder holds ``command.json`` (its command, the updates it was resumed at, what each cut segment spent),
+``train.log`` (the current segment's log; earlier ones are ``train.segment-N.log``) and, while it trains,
+``cpu.json`` (its CPU seconds so far).
+"""
+
+import json
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import time
 
 import torch
 
@@ -23,3 +34,116 @@ def dev_bleu_curve(log):
     resumed run (after the checkpoint it resumed from) counts once, as last logged."""
     pattern = r"valid on 'valid' subset \|.*?\| bleu ([0-9.]+) \|.*?num_updates (\d+)"
     return sorted({int(m.group(2)): float(m.group(1)) for m in re.finditer(pattern, log)}.items())
+
+
+MARKER = "command.json"
+CPU_SNAPSHOT = "cpu.json"  # a training run's CPU seconds so far, rewritten while it trains: what a cut one spent
+SNAPSHOT_SECONDS = 20
+
+
+def cpu_so_far(pid):
+    """User + system CPU seconds of a running process (its threads, and its children it has waited for), from
+    /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def measured_run(command, log_path, threads=None, snapshot=None, cwd=None):
+    """Runs ``command``; returns (wall seconds, peak RSS in MiB, output, CPU seconds).  Fails loudly with the
+    log's tail.  CPU seconds (user + system) leave out the time spent waiting for a core, which wall seconds
+    count; both still grow when the machine is oversubscribed (shared caches and memory bandwidth).  With
+    ``snapshot`` (a path), the CPU seconds so far are written there every ``SNAPSHOT_SECONDS`` while it runs."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}))
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        written = start
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.2)
+            if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
+                cpu = cpu_so_far(process.pid)
+                if cpu is not None:
+                    with open(snapshot + ".tmp", "w") as f:
+                        json.dump({"cpu_seconds": cpu}, f)
+                    os.replace(snapshot + ".tmp", snapshot)
+                written = time.perf_counter()
+    wall = time.perf_counter() - start
+    output = open(log_path).read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
+
+
+def saved_run(run_dir):
+    """What ``command.json`` says of a run that left a last checkpoint, and the update it was saved after; else
+    (None, None)."""
+    marker, last = os.path.join(run_dir, MARKER), os.path.join(run_dir, "checkpoint_last.pt")
+    if not (os.path.isfile(marker) and os.path.isfile(last)):
+        return None, None
+    with open(marker) as f:
+        return json.load(f), checkpoint_update(last)
+
+
+def start_afresh(run_dir, command):
+    """An empty folder for ``command`` (a run cut off earlier starts again from scratch)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, MARKER), "w") as f:
+        json.dump({"command": command, "resumes": []}, f)
+
+
+def resume(run_dir, saved, command, update):
+    """Keeps the folder for fairseq to resume from its last checkpoint (saved after ``update``) with ``command``:
+    records what the cut segment spent, moves its log to ``train.segment-N.log``.  Returns the updates the run
+    was resumed at so far and what its earlier segments logged."""
+    segments = saved.setdefault("segments", [])  # one per earlier segment; None: cut before they were kept
+    segments += [None] * (len(saved["resumes"]) - len(segments)) + [cut_segment(run_dir)]
+    saved["resumes"].append(update)
+    saved["command"] = command
+    os.replace(os.path.join(run_dir, "train.log"), os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log"))
+    with open(os.path.join(run_dir, MARKER), "w") as f:
+        json.dump(saved, f)
+    return saved["resumes"], segment_logs(run_dir, len(saved["resumes"]))
+
+
+def cut_segment(run_dir):
+    """What the segment of a run that was cut off spent: its CPU seconds (its last snapshot; None without one)
+    and the last update it logged, before the next segment starts."""
+    snapshot, log = os.path.join(run_dir, CPU_SNAPSHOT), os.path.join(run_dir, "train.log")
+    log = open(log).read() if os.path.isfile(log) else ""
+    cpu = None
+    if os.path.isfile(snapshot):
+        with open(snapshot) as f:
+            cpu = json.load(f)["cpu_seconds"]
+        os.remove(snapshot)
+    return {"cpu_seconds": cpu, "reached": max(map(int, re.findall(r"num_updates[ =](\d+)", log)), default=None)}
+
+
+def segments_of(run_dir):
+    """What each cut segment of a resumed run spent (``cut_segment``), in order."""
+    with open(os.path.join(run_dir, MARKER)) as f:
+        return json.load(f).get("segments", [])
+
+
+def whole_run_cpu(segments, resumes, last_cpu, updates):
+    """The CPU seconds of a run trained in segments (resumed at ``resumes``; ``last_cpu`` measured over the last,
+    to ``updates``): each segment's cost per update (its CPU over the updates it reached, those it trained past
+    its last checkpoint included) times the updates it kept; a segment with no snapshot (or a run carried on from
+    another's end) at the last segment's rate."""
+    starts = [0, *resumes]
+    rate = last_cpu / (updates - starts[-1])
+    total = last_cpu
+    for i in range(len(resumes)):
+        segment = segments[i] if i < len(segments) else None
+        trained = (segment["reached"] or 0) - starts[i] if segment else 0
+        measured = segment is not None and segment["cpu_seconds"] is not None and trained > 0
+        total += (segment["cpu_seconds"] / trained if measured else rate) * (starts[i + 1] - starts[i])
+    return total
+

@@ -14,8 +14,8 @@ Use the teacher with ``--teacher-path DIR/teacher.pt --freeze-teacher``.
 
 Interrupted, the same command resumes: finished students are recorded (``students.json``) with the
 teacher after them (``teacher-after-student-N.pt``); a student cut off goes on from its last checkpoint
-(student, teacher and its Adam state as saved there; its record says ``resumed_at``, and its cost is the last
-segment's per update, over the whole run); one cut off after its last update is trained again.
+(student, teacher and its Adam state as saved there; its record says ``resumed_at``, and its CPU time sums its
+segments', each from the snapshots it wrote while it trained); one cut off after its last update is trained again.
 To start students from a cross-entropy checkpoint, as the authors' code does, pass
 ``--finetune-from-model CKPT`` among the fairseq-train flags.
 """
@@ -24,9 +24,7 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 import torch
 
@@ -35,7 +33,17 @@ from l2t_fairseq import (
     teacher_log,
 )
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.run_segments import checkpoint_update, dev_bleu_curve, segment_logs
+from l2t_fairseq.run_segments import (
+    CPU_SNAPSHOT,
+    checkpoint_update,
+    dev_bleu_curve,
+    measured_run,
+    resume,
+    saved_run,
+    segments_of,
+    start_afresh,
+    whole_run_cpu,
+)
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))
@@ -83,57 +91,39 @@ def train_student(args, flags, student, records):
                "--criterion", "l2t_dlf", "--seed", str(seed), "--save-dir", run_dir, *flags]
     if records:
         command += ["--teacher-path", teacher_file(args.out, student - 1), "--continue-teacher"]
-    resumed_at = resume_or_start(run_dir, command)
-    if resumed_at:
-        print(f"student {student}: cut off, resumed at update {resumed_at[-1]}", flush=True)
-    start = time.perf_counter()
-    with open(os.path.join(run_dir, "train.log"), "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    wall, cpu = time.perf_counter() - start, usage.ru_utime + usage.ru_stime
-    output = open(os.path.join(run_dir, "train.log")).read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"student {student} failed; see {run_dir}/train.log:\n{output[-2000:]}")
+    resumes, earlier = resume_or_start(run_dir, command)
+    if resumes:
+        print(f"student {student}: cut off, resumed at update {resumes[-1]}", flush=True)
+    wall, _, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"),
+                                        snapshot=os.path.join(run_dir, CPU_SNAPSHOT))
     saved = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), map_location="cpu")["extra_state"][CHECKPOINT_KEY]
     save_teacher_file(saved["teacher"], teacher_file(args.out, student), saved["teacher_optimizer"])
     steps = teacher_log.read(os.path.join(run_dir, teacher_log.TEACHER_LOG))
-    bleu = [b for _, b in dev_bleu_curve(segment_logs(run_dir, len(resumed_at)) + output)]
+    bleu = [b for _, b in dev_bleu_curve(earlier + output)]
     record = {
         "student": student, "seed": seed, "best_dev_bleu": max(bleu, default=None), "dev_bleu": bleu,
         "dev_expected_bleu": [r.get("dev_expected_bleu") for r in steps],
         "teacher_adam_steps": max((int(s["step"]) for s in saved["teacher_optimizer"]["state"].values()), default=0),
         "wall_seconds": wall, "cpu_seconds": cpu, "command": " ".join(command[1:]),
     }
-    if resumed_at:  # only the last segment was measured: its cost per update, over the whole run
+    if resumes:  # the cut segments' CPU from their snapshots; wall time at the last segment's rate
         updates = checkpoint_update(os.path.join(run_dir, "checkpoint_last.pt"))
-        record["wall_seconds"] *= updates / (updates - resumed_at[-1])
-        record["cpu_seconds"] *= updates / (updates - resumed_at[-1])
-        record["resumed_at"] = resumed_at
+        record["wall_seconds"] *= updates / (updates - resumes[-1])
+        record["cpu_seconds"] = whole_run_cpu(segments_of(run_dir), resumes, cpu, updates)
+        record["resumed_at"] = resumes
     return record
 
 
 def resume_or_start(run_dir, command):
     """The student's folder: of the same command cut off before its last update, kept for fairseq to resume
-    from its last checkpoint (its log moved to ``train.segment-N.log``); else made afresh.  Returns the updates
-    it was resumed at so far ([] for a fresh start)."""
-    marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
-    if os.path.isfile(marker) and os.path.isfile(last):
-        with open(marker) as f:
-            saved = json.load(f)
-        budget = int(command[command.index("--max-update") + 1]) if "--max-update" in command else None
-        update = checkpoint_update(last)
-        if saved["command"] == command and budget is not None and update < budget:
-            saved["resumed_at"].append(update)
-            os.replace(os.path.join(run_dir, "train.log"),
-                       os.path.join(run_dir, f"train.segment-{len(saved['resumed_at'])}.log"))
-            with open(marker, "w") as f:
-                json.dump(saved, f)
-            return saved["resumed_at"]
-    shutil.rmtree(run_dir, ignore_errors=True)  # cut off after its last update, or another command: afresh
-    os.makedirs(run_dir)
-    with open(marker, "w") as f:
-        json.dump({"command": command, "resumed_at": []}, f)
-    return []
+    from its last checkpoint; else made afresh.  Returns the updates it was resumed at so far and what its earlier
+    segments logged (([], "") for a fresh start)."""
+    saved, update = saved_run(run_dir)
+    budget = int(command[command.index("--max-update") + 1]) if "--max-update" in command else None
+    if saved and saved["command"] == command and budget is not None and update < budget:
+        return resume(run_dir, saved, command, update)
+    start_afresh(run_dir, command)  # cut off after its last update, or another command: afresh
+    return [], ""
 
 
 def improving(records, patience):

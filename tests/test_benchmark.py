@@ -266,7 +266,7 @@ def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_pa
 
 
 def test_a_run_in_segments_costs_each_segments_rate_times_the_updates_it_kept():
-    from l2t_fairseq.benchmark.runner import whole_run_cpu
+    from l2t_fairseq.run_segments import whole_run_cpu
 
     # cut at 250 (last checkpoint 200, 100 s), then at 450 (checkpoint 400, 75 s); the last segment, 400-600, 40 s
     segments = [{"cpu_seconds": 100.0, "reached": 250}, {"cpu_seconds": 75.0, "reached": 450}]

@@ -48,7 +48,7 @@ def test_a_student_cut_off_goes_on_from_its_last_checkpoint(toy_data, tmp_path):
     """The second student cut off after its checkpoint of update 7 (first epoch: 10 batches) and the command run
     again: it resumes there, with the teacher and Adam state of that checkpoint (not the previous student's), and
     ends as the uninterrupted run did."""
-    flags = [*FLAGS, "--save-interval-updates", "7", "--keep-interval-updates", "5"]
+    flags = [*FLAGS, "--save-interval-updates", "7", "--keep-interval-updates", "5", "--log-interval", "1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     run("l2t-train-teacher", toy_data, "--out", whole, "--students", "2", "--patience", "5", *flags)
     records = json.loads((whole / "students.json").read_text())
@@ -58,14 +58,17 @@ def test_a_student_cut_off_goes_on_from_its_last_checkpoint(toy_data, tmp_path):
     command = json.loads((student / "command.json").read_text())["command"]
     # the student's folder and files, as l2t-train-teacher in ``cut`` would have written them
     command = [str(word).replace(str(whole), str(cut)) for word in command]
-    (student / "command.json").write_text(json.dumps({"command": command, "resumed_at": []}))
+    (student / "command.json").write_text(json.dumps({"command": command, "resumes": []}))
     shutil.copy(student / "checkpoint_1_7.pt", student / "checkpoint_last.pt")
     log = (student / "train.log").read_text()
     (student / "train.log").write_text(log[:log.index("checkpoint_1_7.pt (epoch")])  # what it logged by then
+    (student / "cpu.json").write_text(json.dumps({"cpu_seconds": 1000.0}))  # what the cut segment spent by then
     result = run("l2t-train-teacher", toy_data, "--out", cut, "--students", "2", "--patience", "5", *flags)
     assert "student 2: cut off, resumed at update 7" in result.stdout
     resumed = json.loads((cut / "students.json").read_text())[1]
-    assert resumed["resumed_at"] == [7] and resumed["cpu_seconds"] > 0 and (student / "train.segment-1.log").is_file()
+    assert resumed["resumed_at"] == [7] and (student / "train.segment-1.log").is_file()
+    # the cut segment costs its snapshot over the updates it logged (at most 7) times the 7 it kept, plus the last
+    assert resumed["cpu_seconds"] > 1000, resumed["cpu_seconds"]
     for key in ("dev_bleu", "dev_expected_bleu", "teacher_adam_steps"):
         assert resumed[key] == records[1][key], key
     teachers = [torch.load(out / "teacher.pt", map_location="cpu")["extra_state"][CHECKPOINT_KEY]

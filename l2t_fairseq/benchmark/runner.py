@@ -56,7 +56,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 
 import torch
 
@@ -75,7 +74,18 @@ from l2t_fairseq.benchmark.presets import (
 )
 from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize, verdict
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.run_segments import checkpoint_update, dev_bleu_curve, segment_logs
+from l2t_fairseq.run_segments import (
+    CPU_SNAPSHOT,
+    checkpoint_update,
+    dev_bleu_curve,
+    measured_run,
+    resume,
+    saved_run,
+    segment_logs,
+    segments_of,
+    start_afresh,
+    whole_run_cpu,
+)
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 
 BIN = os.path.dirname(sys.executable)
@@ -85,50 +95,6 @@ TRAIN_CHILD = (
     "import sys, torch; from fairseq_cli.train import cli_main; sys.argv = ['fairseq-train'] + sys.argv[1:]; "
     "cli_main(); print('PEAK_CUDA_BYTES', torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0)"
 )
-
-
-CPU_SNAPSHOT = "cpu.json"  # a training run's CPU seconds so far, rewritten while it trains: what a cut one spent
-SNAPSHOT_SECONDS = 20
-
-
-def cpu_so_far(pid):
-    """User + system CPU seconds of a running process (its threads, and its children it has waited for), from
-    /proc; None where there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return sum(int(tick) for tick in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-
-
-def measured_run(command, log_path, threads, snapshot=None):
-    """Runs ``command``; returns (wall seconds, peak RSS in MiB, output, CPU seconds).  Fails loudly with the
-    log's tail.  CPU seconds (user + system) leave out the time spent waiting for a core, which wall seconds
-    count; both still grow when the machine is oversubscribed (shared caches and memory bandwidth).  With
-    ``snapshot`` (a path), the CPU seconds so far are written there every ``SNAPSHOT_SECONDS`` while it runs."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        written = start
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.2)
-            if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
-                cpu = cpu_so_far(process.pid)
-                if cpu is not None:
-                    with open(snapshot + ".tmp", "w") as f:
-                        json.dump({"cpu_seconds": cpu}, f)
-                    os.replace(snapshot + ".tmp", snapshot)
-                written = time.perf_counter()
-    wall = time.perf_counter() - start
-    output = open(log_path).read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
 
 
 class Benchmark:
@@ -277,7 +243,7 @@ class Benchmark:
             if row in EQUAL_TIME and start is None else None
         resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
         wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads,
-                                              snapshot=os.path.join(run_dir, CPU_SNAPSHOT))
+                                              snapshot=os.path.join(run_dir, CPU_SNAPSHOT), cwd=REPO)
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
             "peak_rss_mib": rss,
@@ -290,9 +256,7 @@ class Benchmark:
             share = updates / (updates - resumes[-1])
             for key in ("wall_seconds", "train_seconds"):
                 record[key] *= share
-            with open(os.path.join(run_dir, "command.json")) as f:
-                segments = json.load(f).get("segments", [])
-            record["cpu_seconds"] = whole_run_cpu(segments, resumes, cpu, updates)
+            record["cpu_seconds"] = whole_run_cpu(segments_of(run_dir), resumes, cpu, updates)
             record["resumed_at"] = resumes
         if carried:
             record["carries_on"] = carried  # the cross-entropy run, from its end at resumed_at[0]
@@ -389,30 +353,16 @@ class Benchmark:
         command differs only in a smaller ``--max-update`` (see ``extends``), which goes on to the new budget
         (also without the flag where ``extend``: the cross-entropy run carried on).  Returns the updates at which
         the run was resumed so far ([] for a fresh one) and what its earlier segments logged."""
-        marker, last = os.path.join(run_dir, "command.json"), os.path.join(run_dir, "checkpoint_last.pt")
-        if os.path.isfile(last) and os.path.isfile(marker):
-            with open(marker) as f:
-                saved = json.load(f)
+        saved, update = saved_run(run_dir)
+        if saved:
             same = saved["command"] == command and self.args.resume_cut_runs
             longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
-            update = checkpoint_update(last) if same or longer else None
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
-                segments = saved.setdefault("segments", [])  # one per earlier segment; None: cut before they were kept
-                segments += [None] * (len(saved["resumes"]) - len(segments)) + [cut_segment(run_dir)]
-                saved["resumes"].append(update)
-                saved["command"] = command
-                segment = os.path.join(run_dir, f"train.segment-{len(saved['resumes'])}.log")
-                os.replace(os.path.join(run_dir, "train.log"), segment)
-                with open(marker, "w") as f:
-                    json.dump(saved, f)
-                earlier = segment_logs(run_dir, len(saved["resumes"]))
+                resumes, earlier = resume(run_dir, saved, command, update)
                 how = "extended" if longer else "cut off, resumed"
                 print(f"  {os.path.basename(run_dir)}: {how} at update {update}", flush=True)
-                return saved["resumes"], earlier
-        shutil.rmtree(run_dir, ignore_errors=True)  # a run cut off earlier starts again from scratch
-        os.makedirs(run_dir)
-        with open(marker, "w") as f:
-            json.dump({"command": command, "resumes": []}, f)
+                return resumes, earlier
+        start_afresh(run_dir, command)
         return [], ""
 
     def trained_teacher(self):
@@ -429,7 +379,7 @@ class Benchmark:
                        str(args.teacher_students), "--patience", str(args.teacher_patience)]
             os.makedirs(work, exist_ok=True)
             print(f"[{datetime.datetime.now():%H:%M:%S}] teacher training (l2t-train-teacher) in {work}", flush=True)
-            measured_run(command, os.path.join(work, "l2t-train-teacher.log"), self.threads)
+            measured_run(command, os.path.join(work, "l2t-train-teacher.log"), self.threads, cwd=REPO)
             os.makedirs(kept, exist_ok=True)
             for name in ("students.json", "teacher_best.pt", "teacher.pt", "teacher_training.png"):
                 shutil.copy(os.path.join(work, name), os.path.join(kept, name))
@@ -442,7 +392,7 @@ class Benchmark:
             os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
             "--max-len-a", "1.2", "--max-len-b", "10", *self.preset["generate"],
         ]
-        output = measured_run(command, os.path.join(run_dir, "generate.log"), self.threads)[2]
+        output = measured_run(command, os.path.join(run_dir, "generate.log"), self.threads, cwd=REPO)[2]
         by_id = {"H": {}, "T": {}}
         for kind, index, text in re.findall(r"^([HT])-(\d+)\t(?:[-0-9.e]+\t)?(.*)$", output, re.M):
             by_id[kind][int(index)] = text
@@ -602,35 +552,6 @@ def teacher_training_cost(students, runs):
         saving = online - trained
         cost["payback_students"] = cost["cpu_seconds"] / saving if saving > 0 else None
     return cost
-
-
-def cut_segment(run_dir):
-    """What the segment of a run that was cut off spent: its CPU seconds (its last snapshot; None without one)
-    and the last update it logged, before the next segment starts."""
-    snapshot, log = os.path.join(run_dir, CPU_SNAPSHOT), os.path.join(run_dir, "train.log")
-    log = open(log).read() if os.path.isfile(log) else ""
-    cpu = None
-    if os.path.isfile(snapshot):
-        with open(snapshot) as f:
-            cpu = json.load(f)["cpu_seconds"]
-        os.remove(snapshot)
-    return {"cpu_seconds": cpu, "reached": max(map(int, re.findall(r"num_updates[ =](\d+)", log)), default=None)}
-
-
-def whole_run_cpu(segments, resumes, last_cpu, updates):
-    """The CPU seconds of a run trained in segments (resumed at ``resumes``; ``last_cpu`` measured over the last,
-    to ``updates``): each segment's cost per update (its CPU over the updates it reached, those it trained past
-    its last checkpoint included) times the updates it kept; a segment with no snapshot (or a run carried on from
-    another's end) at the last segment's rate."""
-    starts = [0, *resumes]
-    rate = last_cpu / (updates - starts[-1])
-    total = last_cpu
-    for i in range(len(resumes)):
-        segment = segments[i] if i < len(segments) else None
-        trained = (segment["reached"] or 0) - starts[i] if segment else 0
-        measured = segment is not None and segment["cpu_seconds"] is not None and trained > 0
-        total += (segment["cpu_seconds"] / trained if measured else rate) * (starts[i + 1] - starts[i])
-    return total
 
 
 def equal_time_updates(ce, l2t):
