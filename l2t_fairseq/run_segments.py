@@ -81,6 +81,13 @@ def measured_run(command, log_path, threads=None, snapshot=None, cwd=None):
     return wall, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
 
 
+def measured_segment(command, run_dir, threads=None, cwd=None):
+    """``measured_run`` of one segment of a training run: its log to ``run_dir/train.log``, its CPU seconds so
+    far to ``run_dir/cpu.json`` while it trains (what ``cut_segment`` reads if it is cut off)."""
+    return measured_run(command, os.path.join(run_dir, "train.log"), threads,
+                        snapshot=os.path.join(run_dir, CPU_SNAPSHOT), cwd=cwd)
+
+
 def saved_run(run_dir):
     """What ``command.json`` says of a run that left a last checkpoint, and the update it was saved after; else
     (None, None)."""

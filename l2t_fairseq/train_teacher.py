@@ -34,10 +34,9 @@ from l2t_fairseq import (
 )
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.run_segments import (
-    CPU_SNAPSHOT,
     checkpoint_update,
     dev_bleu_curve,
-    measured_run,
+    measured_segment,
     resume,
     saved_run,
     segments_of,
@@ -94,8 +93,7 @@ def train_student(args, flags, student, records):
     resumes, earlier = resume_or_start(run_dir, command)
     if resumes:
         print(f"student {student}: cut off, resumed at update {resumes[-1]}", flush=True)
-    wall, _, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"),
-                                        snapshot=os.path.join(run_dir, CPU_SNAPSHOT))
+    wall, _, output, cpu = measured_segment(command, run_dir)
     saved = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), map_location="cpu")["extra_state"][CHECKPOINT_KEY]
     save_teacher_file(saved["teacher"], teacher_file(args.out, student), saved["teacher_optimizer"])
     steps = teacher_log.read(os.path.join(run_dir, teacher_log.TEACHER_LOG))

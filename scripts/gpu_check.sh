@@ -49,7 +49,7 @@ install() {
 print('torch', torch.__version__, torch.cuda.get_device_name(), 'fairseq', fairseq.__version__)"
 }
 step install install || { echo "the install failed: nothing else can run"; exit 1; }
-cat "$OUT/install.log" | tail -n 1
+tail -n 1 "$OUT/install.log"
 
 step tests python3 -m pytest -q -p no:cacheprovider tests -k "$TESTS" -rs
 

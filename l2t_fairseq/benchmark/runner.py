@@ -75,10 +75,11 @@ from l2t_fairseq.benchmark.presets import (
 from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize, verdict
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.run_segments import (
-    CPU_SNAPSHOT,
+    MARKER,
     checkpoint_update,
     dev_bleu_curve,
     measured_run,
+    measured_segment,
     resume,
     saved_run,
     segment_logs,
@@ -242,8 +243,7 @@ class Benchmark:
         carried = self.carry_on_baseline(self.shorter_runs(seed, updates, done), run_dir, command) \
             if row in EQUAL_TIME and start is None else None
         resumes, earlier = self.prepare_run_dir(run_dir, command, updates, extend=carried is not None)
-        wall, rss, output, cpu = measured_run(command, os.path.join(run_dir, "train.log"), self.threads,
-                                              snapshot=os.path.join(run_dir, CPU_SNAPSHOT), cwd=REPO)
+        wall, rss, output, cpu = measured_segment(command, run_dir, self.threads, cwd=REPO)
         record = {
             "row": row, "seed": seed, "updates": updates, "wall_seconds": wall, "cpu_seconds": cpu,
             "peak_rss_mib": rss,
@@ -319,7 +319,7 @@ class Benchmark:
         folder starts as that run's end (its last and best checkpoints and its logs, under this command at that
         run's budget), which ``prepare_run_dir`` extends.  Returns that run's folder, or None: not when a cut-off
         run of this command is to be resumed there, nor under another schedule."""
-        marker = os.path.join(run_dir, "command.json")
+        marker = os.path.join(run_dir, MARKER)
         if self.args.resume_cut_runs and os.path.isfile(marker):
             with open(marker) as f:
                 if json.load(f)["command"] == command:
@@ -337,8 +337,8 @@ class Benchmark:
         for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
             shutil.copy(os.path.join(source, name), os.path.join(run_dir, name))
         cut = 0  # the segments the cross-entropy run was resumed in, logged before its train.log
-        if os.path.isfile(os.path.join(source, "command.json")):
-            with open(os.path.join(source, "command.json")) as f:
+        if os.path.isfile(os.path.join(source, MARKER)):
+            with open(os.path.join(source, MARKER)) as f:
                 cut = len(json.load(f)["resumes"])
         with open(os.path.join(run_dir, "train.log"), "w") as log:
             log.write(segment_logs(source, cut) + open(os.path.join(source, "train.log")).read())
