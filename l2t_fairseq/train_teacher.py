@@ -1,6 +1,6 @@
 """``l2t-train-teacher``: a teacher trained across students (Algorithm 1), then frozen for the paper's test phase.
 
-    l2t-train-teacher DATA --out DIR --students 10 --patience 3 [fairseq-train flags ...]
+    l2t-train-teacher DATA --out DIR [--runs DIR] --students 10 --patience 3 [fairseq-train flags ...]
 
 Trains fresh students one after another (seeds ``--first-seed``, ``--first-seed + 1``, ...), each with
 ``fairseq-train DATA --task l2t_translation --criterion l2t_dlf FLAGS``; from the second on, the teacher
@@ -13,7 +13,10 @@ students, or after ``--students``.  It writes ``DIR/teacher.pt`` (the teacher af
 Use the teacher with ``--teacher-path DIR/teacher.pt --freeze-teacher``.
 
 Interrupted, the same command resumes: finished students are recorded (``students.json``) with the
-teacher after them (``teacher-after-student-N.pt``); a student cut off goes on from its last checkpoint
+teacher after them (``teacher-after-student-N.pt``), in ``--out``; the students' training folders go to
+``--runs`` (default: ``--out``).  ``--out`` alone, a few small files, is what carries the training on to
+another machine (the next student starts there from the last recorded teacher).  A student cut off goes on from
+its last checkpoint
 (student, teacher and its Adam state as saved there; its record says ``resumed_at``, and its CPU time sums its
 segments', each from the snapshots it wrote while it trained); one cut off after its last update is trained again.
 To start students from a cross-entropy checkpoint, as the authors' code does, pass
@@ -56,7 +59,8 @@ def parse(argv):
         prog="l2t-train-teacher", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("data", help="binarized data (fairseq-preprocess)")
-    parser.add_argument("--out", required=True, help="the teacher files, students.json, the plot, the runs")
+    parser.add_argument("--out", required=True, help="the teacher files, students.json, the plot")
+    parser.add_argument("--runs", help="the students' training folders (default: --out)")
     parser.add_argument("--students", type=int, default=10, help="at most this many students")
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many students without a better best dev BLEU")
@@ -84,7 +88,7 @@ def teacher_file(out, student):
 def train_student(args, flags, student, records):
     """One fresh student with the teacher of the previous one (or the same student resumed where it was cut
     off); returns its record."""
-    run_dir = os.path.join(args.out, f"student-{student}")
+    run_dir = os.path.join(args.runs or args.out, f"student-{student}")
     seed = args.first_seed + student - 1
     command = [os.path.join(BIN, "fairseq-train"), args.data, "--user-dir", PLUGIN, "--task", "l2t_translation",
                "--criterion", "l2t_dlf", "--seed", str(seed), "--save-dir", run_dir, *flags]

@@ -125,7 +125,9 @@ def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_d
     assert f"--teacher-path {kept / 'teacher_best.pt'}" in trained["command"]
     assert "--freeze-teacher" in trained["command"] and "--seed 1 " in trained["command"]
     best = max(students, key=lambda s: (s["best_dev_bleu"], -s["student"]))
-    files = [kept / "teacher_best.pt", work / "teacher-training" / f"teacher-after-student-{best['student']}.pt",
+    # the records carry the training to another machine: the students' folders stay in --work
+    assert f"--save-dir {work / 'teacher-training' / 'student-1'}" in students[0]["command"]
+    files = [kept / "teacher_best.pt", kept / f"teacher-after-student-{best['student']}.pt",
              work / "l2t_dlf_trained-seed1" / "checkpoint_last.pt"]
     teachers = [torch.load(f, map_location="cpu", weights_only=False)["extra_state"]["L2TTranslationTask"]["teacher"]
                 for f in files]

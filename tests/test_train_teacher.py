@@ -22,8 +22,9 @@ def adam_steps(path):
 
 
 def test_a_teacher_trained_across_students(toy_data, tmp_path):
-    out = tmp_path / "teacher"
-    command = ["l2t-train-teacher", toy_data, "--out", out, "--students", "3", "--patience", "5", *FLAGS]
+    out, runs = tmp_path / "teacher", tmp_path / "runs"
+    command = ["l2t-train-teacher", toy_data, "--out", out, "--runs", runs, "--students", "3", "--patience", "5",
+               *FLAGS]
     first = run(*command)
     records = json.loads((out / "students.json").read_text())
     assert [(r["student"], r["seed"]) for r in records] == [(1, 101), (2, 102), (3, 103)]
@@ -33,10 +34,13 @@ def test_a_teacher_trained_across_students(toy_data, tmp_path):
     assert adam_steps(out / "teacher.pt") == {6}
     assert (out / "teacher_best.pt").is_file() and (out / "teacher_training.png").stat().st_size > 0
     assert "--continue-teacher" in records[1]["command"] and "--teacher-path" not in records[0]["command"]
+    assert f"--save-dir {runs / 'student-1'}" in records[0]["command"] and not (out / "student-1").exists()
     assert "student 3 (seed 103)" in first.stdout
 
-    # resumed: recorded students are not trained again; a student cut off (no record) is
+    # resumed on another machine, with --out alone: recorded students are not trained again; the student cut
+    # off (no record, no training folder) is trained afresh from the last recorded teacher
     (out / "students.json").write_text(json.dumps(records[:2]))
+    shutil.rmtree(runs)
     again = run(*command)
     assert "student 1: recorded" in again.stdout and "student 2: recorded" in again.stdout
     redone = json.loads((out / "students.json").read_text())

@@ -368,21 +368,20 @@ class Benchmark:
     def trained_teacher(self):
         """The teacher ``l2t-train-teacher`` trains across students of seeds 101, 102, ... with the ``l2t_dlf``
         row's flags and budget, trained on first use (resumed if cut off); returns the teacher after its best
-        student (by dev BLEU), copied with ``students.json`` and the plot to ``OUT/records/teacher-training/``."""
+        student (by dev BLEU).  Its records (``students.json``, the teacher after each student, the plot) go to
+        ``OUT/records/teacher-training/``, so that the training goes on from them on another machine; the students'
+        training folders to ``--work``."""
         with self.teacher_training_lock:
             args, work = self.args, os.path.join(self.args.work, "teacher-training")
             kept = os.path.join(self.records, "teacher-training")
             # the online row's fairseq-train flags, less those l2t-train-teacher sets itself
             flags = without(self.train_command("l2t_dlf", 0, "RUN", args.max_update)[4:],
                             "--task", "--criterion", "--seed", "--save-dir", "--user-dir")
-            command = [os.path.join(BIN, "l2t-train-teacher"), args.data, *flags, "--out", work, "--students",
-                       str(args.teacher_students), "--patience", str(args.teacher_patience)]
+            command = [os.path.join(BIN, "l2t-train-teacher"), args.data, *flags, "--out", kept, "--runs", work,
+                       "--students", str(args.teacher_students), "--patience", str(args.teacher_patience)]
             os.makedirs(work, exist_ok=True)
             print(f"[{datetime.datetime.now():%H:%M:%S}] teacher training (l2t-train-teacher) in {work}", flush=True)
             measured_run(command, os.path.join(work, "l2t-train-teacher.log"), self.threads, cwd=REPO)
-            os.makedirs(kept, exist_ok=True)
-            for name in ("students.json", "teacher_best.pt", "teacher.pt", "teacher_training.png"):
-                shutil.copy(os.path.join(work, name), os.path.join(kept, name))
             return os.path.join(kept, "teacher_best.pt")
 
     def decode_test_set(self, run_dir):
