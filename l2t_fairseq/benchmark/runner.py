@@ -38,7 +38,8 @@ the same seed by sacrebleu's paired bootstrap resampling (1,000 resamples).
 Resuming: each finished run leaves a record in ``OUT/records/`` (its figures,
 its test hypotheses and, for L2T runs, the teacher and ``teacher.jsonl``).
 Rerunning the same command skips the runs that have a record; a run that was
-cut off has none and is redone from scratch in ``--work``.  ``results.json``,
+cut off has none and is redone from scratch in ``--work``.  A fine-tune whose cross-entropy checkpoint is
+gone with ``--work`` (a new machine) trains that run again to its start, checked against its record.  ``results.json``,
 ``results.md`` and the plots are rewritten after every finished run.
 """
 
@@ -108,6 +109,7 @@ class Benchmark:
         self.records = os.path.join(args.out, "records")
         self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
         self.teacher_training_lock = threading.Lock()  # one teacher training, however many runs wait for it
+        self.retraining_lock = threading.Lock()
 
     def row_flags(self, row):
         """The row's loss flags; the L2T rows get --l2t-flags too."""
@@ -153,13 +155,43 @@ class Benchmark:
                                    if (s := self.searched(BASELINE, seed))} - {self.args.work})]
 
     def start_checkpoint(self, seed, update):
-        """The cross-entropy run's checkpoint at ``update``."""
+        """The cross-entropy run's checkpoint at ``update``; where its folder is gone (a machine that starts bare,
+        with only the records), that run trained again to ``update`` (see ``retrained_checkpoint``)."""
         for folder in self.checkpoint_folders():
             found = glob.glob(os.path.join(folder, self.key(BASELINE, seed), f"checkpoint_*_{update}.pt"))
             if found:
                 return found[0]
-        raise RuntimeError(f"{self.key(BASELINE, seed)}: no checkpoint at update {update} in "
-                           f"{' or '.join(self.checkpoint_folders())} to fine-tune from (delete its record to redo it)")
+        return self.retrained_checkpoint(seed, update)
+
+    def retrained_checkpoint(self, seed, update):
+        """The cross-entropy run of ``seed`` trained again, to ``update`` only, in ``WORK/cross_entropy-seedS-to-U``
+        (resumed if cut off): its last checkpoint.  Under a schedule of the update number alone this is the
+        recorded run up to ``update``, which its dev BLEU curve must confirm, point for point.  Its cost is not
+        counted: a fine-tune's record prorates the recorded run's."""
+        key = self.key(BASELINE, seed)
+        run_dir = os.path.join(self.args.work, f"{key}-to-{update}")
+        command = self.train_command(BASELINE, seed, run_dir, update)
+        if after(command, "--lr-scheduler", "fixed") not in BUDGET_FREE_SCHEDULES:
+            raise RuntimeError(f"{key}: no checkpoint at update {update} in {' or '.join(self.checkpoint_folders())} "
+                               "to fine-tune from, and its schedule reads the budget: delete its record to redo it")
+        last, curve_path = os.path.join(run_dir, "checkpoint_last.pt"), os.path.join(run_dir, "dev_bleu_curve.json")
+        with self.retraining_lock:  # two fine-tunes of one seed wait for the same run
+            if not os.path.isfile(curve_path):  # written once the run is done
+                print(f"[{datetime.datetime.now():%H:%M:%S}] {key}: no checkpoint at update {update}; trained "
+                      f"again to there in {run_dir}", flush=True)
+                earlier = self.prepare_run_dir(run_dir, command, update)[1]
+                output = measured_segment(command, run_dir, self.threads, cwd=REPO)[2]
+                if checkpoint_update(last) != update:
+                    raise RuntimeError(f"{key}: trained again to update {update}, its last checkpoint is not there")
+                with open(curve_path, "w") as f:
+                    json.dump(dev_bleu_curve(earlier + output), f)
+        with open(curve_path) as f:
+            curve = [list(point) for point in json.load(f)]
+        recorded = [list(point) for point in self.load(BASELINE, seed)["dev_bleu_curve"] if point[0] <= update]
+        if curve != recorded:
+            raise RuntimeError(f"{key}: trained again to update {update} in {run_dir}, its dev BLEU curve {curve} "
+                               f"is not its record's {recorded}: not the same run")
+        return last
 
     def finetune_flags(self, row, checkpoint):
         """The fine-tune's schedule: the benchmark's fixed lr."""
