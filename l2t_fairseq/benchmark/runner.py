@@ -38,8 +38,9 @@ the same seed by sacrebleu's paired bootstrap resampling (1,000 resamples).
 Resuming: each finished run leaves a record in ``OUT/records/`` (its figures,
 its test hypotheses and, for L2T runs, the teacher and ``teacher.jsonl``).
 Rerunning the same command skips the runs that have a record; a run that was
-cut off has none and is redone from scratch in ``--work``.  A fine-tune whose cross-entropy checkpoint is
-gone with ``--work`` (a new machine) trains that run again to its start, checked against its record.  ``results.json``,
+cut off has none and is redone from scratch in ``--work``.  A fine-tune whose
+cross-entropy checkpoint went with ``--work`` (a new machine) trains that run
+again to its start, checked against its record.  ``results.json``,
 ``results.md`` and the plots are rewritten after every finished run.
 """
 
