@@ -172,7 +172,7 @@ class Benchmark:
         key = self.key(BASELINE, seed)
         run_dir = os.path.join(self.args.work, f"{key}-to-{update}")
         command = self.train_command(BASELINE, seed, run_dir, update)
-        if after(command, "--lr-scheduler", "fixed") not in BUDGET_FREE_SCHEDULES:
+        if not extends(command, self.train_command(BASELINE, seed, run_dir, self.args.max_update)):
             raise RuntimeError(f"{key}: no checkpoint at update {update} in {' or '.join(self.checkpoint_folders())} "
                                "to fine-tune from, and its schedule reads the budget: delete its record to redo it")
         last, curve_path = os.path.join(run_dir, "checkpoint_last.pt"), os.path.join(run_dir, "dev_bleu_curve.json")
