@@ -11,7 +11,9 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 import torch
@@ -39,6 +41,7 @@ def dev_bleu_curve(log):
 MARKER = "command.json"
 CPU_SNAPSHOT = "cpu.json"  # a training run's CPU seconds so far, rewritten while it trains: what a cut one spent
 SNAPSHOT_SECONDS = 20
+RUNNING = set()  # the training runs measured_run is waiting for, in every thread
 
 
 def cpu_so_far(pid):
@@ -62,23 +65,43 @@ def measured_run(command, log_path, threads=None, snapshot=None, cwd=None):
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         written = start
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            time.sleep(0.2)
-            if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
-                cpu = cpu_so_far(process.pid)
-                if cpu is not None:
-                    with open(snapshot + ".tmp", "w") as f:
-                        json.dump({"cpu_seconds": cpu}, f)
-                    os.replace(snapshot + ".tmp", snapshot)
-                written = time.perf_counter()
+        RUNNING.add(process)
+        try:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                time.sleep(0.2)
+                if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
+                    cpu = cpu_so_far(process.pid)
+                    if cpu is not None:
+                        with open(snapshot + ".tmp", "w") as f:
+                            json.dump({"cpu_seconds": cpu}, f)
+                        os.replace(snapshot + ".tmp", snapshot)
+                    written = time.perf_counter()
+        except BaseException:  # stopped (Ctrl-C): so is the run, at once, not left training on in a folder that
+            process.terminate()  # the next resume reads and writes
+            process.wait()
+            raise
+        finally:
+            RUNNING.discard(process)
     wall = time.perf_counter() - start
     output = open(log_path).read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{shlex.join(command)} failed; see {log_path}:\n{output[-2000:]}")
     return wall, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
+
+
+def stop_children_on_sigterm():
+    """Makes SIGTERM stop the training runs that ``measured_run`` waits for, in any thread, before this process
+    exits (by default it kills the parent alone, and a run left training on writes into the folder the next resume
+    reads)."""
+    def stop(signum, frame):
+        for process in list(RUNNING):
+            process.terminate()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def measured_segment(command, run_dir, threads=None, cwd=None):

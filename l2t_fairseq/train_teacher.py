@@ -44,6 +44,7 @@ from l2t_fairseq.run_segments import (
     saved_run,
     segments_of,
     start_afresh,
+    stop_children_on_sigterm,
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
@@ -184,6 +185,7 @@ def main(argv=None):
 
 
 def cli():
+    stop_children_on_sigterm()
     try:
         return main()
     except RuntimeError as e:

@@ -1,8 +1,13 @@
 """l2t-benchmark end to end on the tiny IWSLT'14 slice: every row, the significance tests, resuming."""
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import run
@@ -312,6 +317,32 @@ def test_a_run_in_segments_costs_each_segments_rate_times_the_updates_it_kept():
     segments[0]["cpu_seconds"] = None
     assert whole_run_cpu(segments, [200, 400], 40.0, 600) == pytest.approx(200 * 40 / 200 + 200 * 75 / 250 + 40)
     assert whole_run_cpu([], [200, 400], 40.0, 600) == pytest.approx(600 * 0.2)
+
+
+def test_stopping_the_benchmark_stops_the_training_run_it_waits_for(tmp_path):
+    # the runner waits for its training runs in worker threads; SIGTERM (what `kill` sends) to it alone used to
+    # leave the run training on, writing into the folder that the next --resume-cut-runs reads and writes
+    log, pid_file = tmp_path / "train.log", tmp_path / "run.pid"
+    trainer = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    runner = f"""
+import concurrent.futures, sys
+from l2t_fairseq.run_segments import measured_run, stop_children_on_sigterm
+stop_children_on_sigterm()
+with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    pool.submit(measured_run, [sys.executable, "-c", {trainer!r}], {str(log)!r}).result()
+"""
+    parent = subprocess.Popen([sys.executable, "-c", runner], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert parent.poll() is None and time.monotonic() < deadline, parent.stderr.read()
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the training run outlived the benchmark that was stopped"
+        time.sleep(0.1)
 
 
 def test_the_converged_budget_ignores_an_early_plateau():

@@ -87,6 +87,7 @@ from l2t_fairseq.run_segments import (
     segment_logs,
     segments_of,
     start_afresh,
+    stop_children_on_sigterm,
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
@@ -690,7 +691,9 @@ def main(argv=None):
 
 
 def cli(entry=None, name="l2t-benchmark"):
-    """The console command: a failed run ends in one line (its log's tail, and where the log is)."""
+    """The console command: a failed run ends in one line (its log's tail, and where the log is); stopping it
+    (SIGTERM or Ctrl-C) stops the training run it waits for."""
+    stop_children_on_sigterm()
     try:
         return (entry or main)()
     except RuntimeError as e:
