@@ -3,4 +3,13 @@
 Load with ``fairseq-train --user-dir l2t_fairseq --task l2t_translation --criterion l2t_dlf``.
 """
 
-from l2t_fairseq import checkpoints, criterions, models, tasks  # noqa: F401 - registers with fairseq
+import logging
+
+_configured = bool(logging.getLogger().handlers)
+from l2t_fairseq import checkpoints, criterions, models, tasks  # noqa: E402, F401 - registers with fairseq
+
+if not _configured and logging.getLogger().level == logging.DEBUG:
+    # importing fairseq's models ran wav2vec2_classification's logging.basicConfig(level=DEBUG); where that was
+    # the first configuration (this plugin's console commands: fairseq-train configures logging before), every
+    # library's debug lines (matplotlib's font search...) would fill their logs
+    logging.getLogger().setLevel(logging.INFO)

@@ -345,6 +345,16 @@ with concurrent.futures.ThreadPoolExecutor(1) as pool:
         time.sleep(0.1)
 
 
+def test_the_console_commands_do_not_log_every_librarys_debug_lines():
+    # importing fairseq's models calls logging.basicConfig(level=DEBUG) (wav2vec2_classification): the
+    # benchmark's log then held hundreds of matplotlib font-search lines per plot
+    probe = "import logging, l2t_fairseq; logging.getLogger('probe').debug('DEBUG PROBE'); " \
+            "logging.getLogger('probe').info('INFO PROBE')"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "INFO PROBE" in result.stderr and "DEBUG PROBE" not in result.stderr
+
+
 def test_the_converged_budget_ignores_an_early_plateau():
     from l2t_fairseq.benchmark.report import converged_budget, convergence
 
