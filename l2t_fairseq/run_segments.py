@@ -104,6 +104,16 @@ def stop_children_on_sigterm():
     signal.signal(signal.SIGTERM, stop)
 
 
+def console_command(entry, name):
+    """Runs ``entry``, the main of a console command that waits for training runs: a failed run ends it in one
+    line (the run's log tail, and where the log is), and stopping it (SIGTERM or Ctrl-C) stops those runs."""
+    stop_children_on_sigterm()
+    try:
+        return entry()
+    except RuntimeError as e:
+        sys.exit(f"{name}: error: {e}")
+
+
 def measured_segment(command, run_dir, threads=None, cwd=None):
     """``measured_run`` of one segment of a training run: its log to ``run_dir/train.log``, its CPU seconds so
     far to ``run_dir/cpu.json`` while it trains (what ``cut_segment`` reads if it is cut off)."""

@@ -38,13 +38,13 @@ from l2t_fairseq import (
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.run_segments import (
     checkpoint_update,
+    console_command,
     dev_bleu_curve,
     measured_segment,
     resume,
     saved_run,
     segments_of,
     start_afresh,
-    stop_children_on_sigterm,
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
@@ -185,8 +185,4 @@ def main(argv=None):
 
 
 def cli():
-    stop_children_on_sigterm()
-    try:
-        return main()
-    except RuntimeError as e:
-        sys.exit(f"l2t-train-teacher: error: {e}")
+    return console_command(main, "l2t-train-teacher")

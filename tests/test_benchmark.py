@@ -326,10 +326,11 @@ def test_stopping_the_benchmark_stops_the_training_run_it_waits_for(tmp_path):
     trainer = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     runner = f"""
 import concurrent.futures, sys
-from l2t_fairseq.run_segments import measured_run, stop_children_on_sigterm
-stop_children_on_sigterm()
-with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    pool.submit(measured_run, [sys.executable, "-c", {trainer!r}], {str(log)!r}).result()
+from l2t_fairseq.run_segments import console_command, measured_run
+def main():
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(measured_run, [sys.executable, "-c", {trainer!r}], {str(log)!r}).result()
+console_command(main, "l2t-benchmark")
 """
     parent = subprocess.Popen([sys.executable, "-c", runner], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

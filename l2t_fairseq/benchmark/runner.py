@@ -79,6 +79,7 @@ from l2t_fairseq.errors import UsageError
 from l2t_fairseq.run_segments import (
     MARKER,
     checkpoint_update,
+    console_command,
     dev_bleu_curve,
     measured_run,
     measured_segment,
@@ -87,7 +88,6 @@ from l2t_fairseq.run_segments import (
     segment_logs,
     segments_of,
     start_afresh,
-    stop_children_on_sigterm,
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
@@ -691,10 +691,4 @@ def main(argv=None):
 
 
 def cli(entry=None, name="l2t-benchmark"):
-    """The console command: a failed run ends in one line (its log's tail, and where the log is); stopping it
-    (SIGTERM or Ctrl-C) stops the training run it waits for."""
-    stop_children_on_sigterm()
-    try:
-        return (entry or main)()
-    except RuntimeError as e:
-        sys.exit(f"{name}: error: {e}")
+    return console_command(entry or main, name)
