@@ -421,6 +421,24 @@ def test_the_verdict_applies_every_check_of_the_rule():
     assert "on 2 of the 3 seeds it needs" in verdict_lines(verdicts)[3]
 
 
+def test_the_table_says_on_which_side_each_significant_seed_lies():
+    """A seed significantly behind cross-entropy is not counted with the seeds significantly ahead of it."""
+    from l2t_fairseq.benchmark.report import markdown
+
+    cost = {"updates": [100, 0], "train_seconds": [10.0, 0], "peak_rss_mib": [500.0, 0]}
+    summary = {
+        "cross_entropy": {"test_bleu": [31.0, 1.0], "seeds": [1, 2, 3], **cost},
+        "l2t_dlf": {"test_bleu": [31.0, 1.0], "seeds": [1, 2, 3], "paired_seeds": [1, 2, 3],
+                    "paired_bootstrap_p": [0.01, 0.02, 0.3], "gap_per_seed": [0.8, -0.7, 0.1], **cost},
+    }
+    meta = {"date": "2026-11-27", "machine": "test", "command": "test", "data": "test", "seeds": [1, 2, 3],
+            "max_update": 100, "finished_runs": 6, "planned_runs": None}
+    table = {line.split(" | ")[0]: line.split(" | ") for line in markdown(summary, meta).splitlines()
+             if line.startswith("| ")}
+    column = table["| row"].index("p < 0.05 ahead / behind")
+    assert table["| cross_entropy"][column] == "-" and table["| l2t_dlf"][column] == "1 / 1"
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_a_valid_training_command(name):
     """Each preset's student flags parse as fairseq-train's, with the plugin's task and criterion; the paper's SGD

@@ -164,7 +164,7 @@ def markdown(summary, meta):
         + ("" if meta["planned_runs"] is None else f"of {meta['planned_runs']} ") + "runs finished.",
         "",
         "| row | seeds | test BLEU (mean ± std) | gap to CE | in CE std | paired bootstrap p (per seed) "
-        "| p < 0.05 | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",
+        "| p < 0.05 ahead / behind | best dev BLEU | updates | train s | x CE | CPU s x CE | peak RSS MiB | x CE |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -173,11 +173,15 @@ def markdown(summary, meta):
 
     for row, s in summary.items():
         p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
-        fraction = s.get("fraction_p_below_0.05")
+        # seeds significantly ahead of cross-entropy / behind it
+        significant = [gap for p, gap in zip(s.get("paired_bootstrap_p", []), s.get("gap_per_seed", []))
+                       if p < SIGNIFICANCE]
+        ahead_behind = (f"{sum(gap > 0 for gap in significant)} / {sum(gap < 0 for gap in significant)}"
+                        if s.get("paired_seeds") else "-")
         lines.append(
             f"| {row} | {len(s['seeds'])} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} "
             f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
-            f"| {'-' if fraction is None else f'{fraction:.0%}'} "
+            f"| {ahead_behind} "
             f"| {number(s.get('best_dev_bleu', [None])[0])} | {s['updates'][0]:.0f} | {s['train_seconds'][0]:.0f} "
             f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
             f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
