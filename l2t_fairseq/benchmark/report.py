@@ -103,6 +103,13 @@ def mean_gap(runs, row, other):
     return statistics.mean(gaps) if gaps else None
 
 
+def significant_seeds(s):
+    """How many of a row's paired seeds are significantly (p < ``SIGNIFICANCE``) ahead of cross-entropy, and how
+    many significantly behind it."""
+    gaps = [gap for p, gap in zip(s.get("paired_bootstrap_p", []), s.get("gap_per_seed", [])) if p < SIGNIFICANCE]
+    return sum(gap > 0 for gap in gaps), sum(gap < 0 for gap in gaps)
+
+
 def verdict(summary, runs):
     """For each teacher row, the rule a gain must pass: mean test BLEU above cross-entropy's by more than CE's
     seed std, and above label smoothing's by as much; ahead of cross-entropy with paired-bootstrap p < 0.05 on
@@ -115,7 +122,7 @@ def verdict(summary, runs):
     verdicts = {}
     for row in (r for r in TEACHER_ROWS if r in summary):
         s = summary[row]
-        wins = sum(p < SIGNIFICANCE and gap > 0 for p, gap in zip(s["paired_bootstrap_p"], s["gap_per_seed"]))
+        wins, _ = significant_seeds(s)
         margins = {"cross_entropy": s["gap_to_ce"], **{rival: mean_gap(runs, row, rival) for rival in RIVALS}}
         checks = {
             "above cross-entropy by more than its std": None if ce_std is None else margins[BASELINE] > ce_std,
@@ -173,11 +180,7 @@ def markdown(summary, meta):
 
     for row, s in summary.items():
         p_values = ", ".join(f"{p:.3f}" for p in s.get("paired_bootstrap_p", [])) or "-"
-        # seeds significantly ahead of cross-entropy / behind it
-        significant = [gap for p, gap in zip(s.get("paired_bootstrap_p", []), s.get("gap_per_seed", []))
-                       if p < SIGNIFICANCE]
-        ahead_behind = (f"{sum(gap > 0 for gap in significant)} / {sum(gap < 0 for gap in significant)}"
-                        if s.get("paired_seeds") else "-")
+        ahead_behind = " / ".join(map(str, significant_seeds(s))) if s.get("paired_seeds") else "-"
         lines.append(
             f"| {row} | {len(s['seeds'])} | {s['test_bleu'][0]:.2f} ± {s['test_bleu'][1]:.2f} "
             f"| {number(s.get('gap_to_ce'))} | {number(s.get('gap_in_ce_std'))} | {p_values} "
