@@ -346,6 +346,51 @@ console_command(main, "l2t-benchmark")
         time.sleep(0.1)
 
 
+def test_two_benchmarks_on_one_work_folder_share_the_runs_without_waiting(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from l2t_fairseq.benchmark import runner
+
+    args = argparse.Namespace(out=str(tmp_path / "out"), work=str(tmp_path / "work"), seeds=[1, 2], jobs=1,
+                              threads=1, l2t_flags="", sequence_start_update=None,
+                              rows=["cross_entropy", "l2t_dlf", "l2t_dlf_frozen"])
+    os.makedirs(args.work)
+    benchmark = runner.Benchmark(args, PRESETS["multi30k"])
+    trained = []
+
+    def record(row, seed):
+        os.makedirs(benchmark.records, exist_ok=True)
+        with open(benchmark.record_path(row, seed), "w") as f:
+            json.dump({"row": row, "seed": seed}, f)
+        return {"row": row, "seed": seed, "best_dev_bleu": 1.0, "train_seconds": 1.0}
+
+    def run(row, seed, done):
+        assert all(need in done for need in benchmark.dependencies(row, seed))
+        trained.append(benchmark.key(row, seed))
+        return record(row, seed)
+
+    monkeypatch.setattr(benchmark, "run", run)
+    monkeypatch.setattr(benchmark, "report", lambda done: "")
+    # another process trains l2t_dlf-seed2: this one trains the rest but the frozen run that needs its teacher
+    other = runner.claim(os.path.join(args.work, "l2t_dlf-seed2.lock"))
+    assert other is not None and benchmark.claim("l2t_dlf", 2) is None
+    done = benchmark.run_all()
+    assert trained == ["cross_entropy-seed1", "l2t_dlf-seed1", "cross_entropy-seed2", "l2t_dlf_frozen-seed2"]
+    assert ("l2t_dlf", 2) not in done and ("l2t_dlf_frozen", 1) not in done
+    assert "left to the other process (training ['l2t_dlf-seed2']): ['l2t_dlf_frozen-seed1', 'l2t_dlf-seed2']" \
+        in capsys.readouterr().out
+    # it finishes while this one runs again: the record is taken, and the frozen run that needed it follows
+    trained.clear()
+    monkeypatch.setattr(benchmark, "recorded", lambda: {})  # as if read before the other process finished
+    record("l2t_dlf", 2)
+    other.close()
+    for key in done:
+        os.remove(benchmark.record_path(*key))
+    done = benchmark.run_all()
+    assert ("l2t_dlf", 2) in done and trained[-1] == "l2t_dlf_frozen-seed1" and "l2t_dlf-seed2" not in trained
+    assert "l2t_dlf-seed2: recorded by another process" in capsys.readouterr().out
+
+
 def test_the_console_commands_do_not_log_every_librarys_debug_lines():
     # importing fairseq's models calls logging.basicConfig(level=DEBUG) (wav2vec2_classification): the
     # benchmark's log then held hundreds of matplotlib font-search lines per plot

@@ -6,6 +6,9 @@
 #   nohup examples/multi30k/paper-benchmark.sh transformer > runs/paper-transformer.log 2>&1 &
 #   nohup examples/multi30k/paper-benchmark.sh lstm1 > runs/paper-lstm1.log 2>&1 &
 #
+# Two cores on one student: start the same call a second time (its own log).  A run is locked while one call
+# trains it; the other leaves it, and the runs that need it, to that call and goes on with the rest.
+#
 # and, at any point, the tables and plots from the finished runs' records alone:
 #
 #   examples/multi30k/paper-benchmark.sh transformer --report
@@ -63,9 +66,15 @@ benchmark cross_entropy l2t_dlf cross_entropy_equal_time -- 1 2 3 && report
 BEST_ROW=${BEST_ROW:-$(python -c '
 import json, sys
 summary = json.load(open(sys.argv[1]))["summary"]
-rows = [r for r in ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained") if r in summary]
+rows = ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained")
+if any(summary.get(r, {}).get("seeds") != [1, 2, 3] for r in rows):
+    sys.exit()  # a run of seeds 1-3 left to another call: that call goes on to seeds 4 and 5
 print(max(rows, key=lambda r: summary[r]["best_dev_bleu"][0]))
 ' "$RESULTS/results.json")}
+if [ -z "$BEST_ROW" ]; then
+    echo "seeds 4 and 5: not before every L2T row has seeds 1-3 (another call is training some of them)"
+    exit
+fi
 echo "seeds 4 and 5: cross_entropy and $BEST_ROW (best mean dev BLEU over seeds 1-3)"
 benchmark cross_entropy $([ "$BEST_ROW" = l2t_dlf_frozen ] && echo l2t_dlf) "$BEST_ROW" -- 4 5 && report
 if [ ${#SEQUENCE_ROWS[@]} -gt 0 ]; then

@@ -42,12 +42,18 @@ cut off has none and is redone from scratch in ``--work``.  A fine-tune whose
 cross-entropy checkpoint went with ``--work`` (a new machine) trains that run
 again to its start, checked against its record.  ``results.json``,
 ``results.md`` and the plots are rewritten after every finished run.
+
+Two processes on the same ``--work`` share the runs: each run is locked while one of
+them trains it (``WORK/ROW-seedN.lock``), and a call leaves a run another process holds,
+and the runs that need it, to that process, to be recorded when it finishes.
 """
 
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
+import fcntl
 import glob
 import json
 import os
@@ -177,7 +183,8 @@ class Benchmark:
             raise RuntimeError(f"{key}: no checkpoint at update {update} in {' or '.join(self.checkpoint_folders())} "
                                "to fine-tune from, and its schedule reads the budget: delete its record to redo it")
         last, curve_path = os.path.join(run_dir, "checkpoint_last.pt"), os.path.join(run_dir, "dev_bleu_curve.json")
-        with self.retraining_lock:  # two fine-tunes of one seed wait for the same run
+        # two fine-tunes of one seed, in this process or another, wait for the same run
+        with self.retraining_lock, held(run_dir + ".lock"):
             if not os.path.isfile(curve_path):  # written once the run is done
                 print(f"[{datetime.datetime.now():%H:%M:%S}] {key}: no checkpoint at update {update}; trained "
                       f"again to there in {run_dir}", flush=True)
@@ -405,7 +412,7 @@ class Benchmark:
         student (by dev BLEU).  Its records (``students.json``, the teacher after each student, the plot) go to
         ``OUT/records/teacher-training/``, so that the training goes on from them on another machine; the students'
         training folders to ``--work``."""
-        with self.teacher_training_lock:
+        with self.teacher_training_lock, held(os.path.join(self.args.work, "teacher-training.lock")):
             args, work = self.args, os.path.join(self.args.work, "teacher-training")
             kept = os.path.join(self.records, "teacher-training")
             # the online row's fairseq-train flags, less those l2t-train-teacher sets itself
@@ -450,24 +457,40 @@ class Benchmark:
         for key in done:
             print(f"  {self.key(*key)}: recorded, skipped", flush=True)
         pending = [key for key in wanted if key not in done]
+        missing = {need for key in pending for need in self.dependencies(*key) if need not in wanted}
+        if missing:
+            raise UsageError(f"cannot run {[self.key(*k) for k in pending]}: they need "
+                             f"{sorted(self.key(*k) for k in missing)} (add those rows)")
         failures = []
         with concurrent.futures.ThreadPoolExecutor(self.args.jobs) as pool:
             running = {}
             while pending or running:
+                elsewhere, progressed = [], False  # held by another process; recorded by it since
                 for key in list(pending):
                     if len(running) >= self.args.jobs or failures:
                         break
-                    needs = self.dependencies(*key)
-                    if all(need in done for need in needs):
-                        print(f"[{datetime.datetime.now():%H:%M:%S}] start {self.key(*key)}", flush=True)
-                        running[pool.submit(self.run, *key, dict(done))] = key
-                        pending.remove(key)
+                    if not all(need in done for need in self.dependencies(*key)):
+                        continue
+                    claimed = self.claim(*key)
+                    if claimed is None:
+                        elsewhere.append(key)
+                        continue
+                    pending.remove(key)
+                    if (record := self.load(*key)) is not None:  # the other process finished it meanwhile
+                        claimed.close()
+                        print(f"  {self.key(*key)}: recorded by another process", flush=True)
+                        done[key], progressed = record, True
+                        continue
+                    print(f"[{datetime.datetime.now():%H:%M:%S}] start {self.key(*key)}", flush=True)
+                    running[pool.submit(self.claimed_run, claimed, *key, dict(done))] = key
                 if not running:
                     if failures:  # nothing more is started after a failure: report it, not the runs left
                         break
-                    missing = {need for key in pending for need in self.dependencies(*key) if need not in done}
-                    raise UsageError(f"cannot run {[self.key(*k) for k in pending]}: they need "
-                         f"{sorted(self.key(*k) for k in missing)} (add those rows)")
+                    if progressed:  # what needed it may come before it: another pass
+                        continue
+                    print(f"  left to the other process (training {[self.key(*k) for k in elsewhere]}): "
+                          f"{[self.key(*k) for k in pending]}", flush=True)
+                    break
                 finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     key = running.pop(future)
@@ -484,6 +507,20 @@ class Benchmark:
         if failures:
             raise RuntimeError("\n".join(failures))
         return done
+
+    def claim(self, row, seed):
+        """The run's lock (an open file), or None where another process holds it.  The trained row also waits
+        for no other process to be training its teacher (``trained_teacher`` then takes that lock itself)."""
+        if row == "l2t_dlf_trained":
+            training = claim(os.path.join(self.args.work, "teacher-training.lock"))
+            if training is None:
+                return None
+            training.close()
+        return claim(os.path.join(self.args.work, self.key(row, seed) + ".lock"))
+
+    def claimed_run(self, claimed, row, seed, done):
+        with claimed:
+            return self.run(row, seed, done)
 
     def report(self, done):
         runs = {}
@@ -508,11 +545,11 @@ class Benchmark:
             with open(students) as f:
                 meta["teacher_training"] = teacher_training_cost(json.load(f), runs)
         meta["verdict"] = verdict(summary, runs)
-        with open(os.path.join(self.args.out, "results.json"), "w") as f:
-            json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
         table = markdown(summary, meta)
-        with open(os.path.join(self.args.out, "results.md"), "w") as f:
-            f.write(table)
+        # whole files only: another process on the same --out may read them, or write them, meanwhile
+        replace(os.path.join(self.args.out, "results.json"), json.dumps({"meta": meta, "summary": summary,
+                                                                          "runs": runs}, indent=1))
+        replace(os.path.join(self.args.out, "results.md"), table)
         plot_all(self.args.out, self.args.data)
         return table
 
@@ -592,6 +629,33 @@ def equal_time_updates(ce, l2t):
     (which leave out waiting for a core) where both records have them, else training seconds."""
     key = "cpu_seconds" if "cpu_seconds" in ce and "cpu_seconds" in l2t else "train_seconds"
     return round(l2t[key] / (ce[key] / ce["updates"]))
+
+
+def claim(path):
+    """An exclusive lock on ``path`` that no other process holds: the open file that holds it (closing it, or the
+    process ending, releases it), or None."""
+    f = open(path, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+@contextlib.contextmanager
+def held(path):
+    """An exclusive lock on ``path``, waited for, across processes."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def replace(path, text):
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
 
 
 def write_lines(path, lines):
