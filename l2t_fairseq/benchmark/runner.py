@@ -509,9 +509,10 @@ class Benchmark:
         return done
 
     def claim(self, row, seed):
-        """The run's lock (an open file), or None where another process holds it.  The trained row also waits
-        for no other process to be training its teacher (``trained_teacher`` then takes that lock itself)."""
-        if row == "l2t_dlf_trained":
+        """The run's lock (an open file), or None where another process holds it.  The trained row also needs no
+        other process to be training its teacher (``trained_teacher`` then takes that lock itself; a run of this
+        process that is training it is waited for there)."""
+        if row == "l2t_dlf_trained" and not self.teacher_training_lock.locked():
             training = claim(os.path.join(self.args.work, "teacher-training.lock"))
             if training is None:
                 return None
