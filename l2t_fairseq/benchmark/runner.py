@@ -249,10 +249,7 @@ class Benchmark:
                 shutil.copy(os.path.join(run_dir, "teacher.jsonl"), self.record_path(row, seed, ".teacher.jsonl"))
             if "--freeze-teacher" not in self.row_flags(row):  # a teacher that learned: kept for later runs
                 save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"))
-        temporary = self.record_path(row, seed, ".json.tmp")
-        with open(temporary, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(temporary, self.record_path(row, seed))  # the record exists only once the run is complete
+        write_whole(self.record_path(row, seed), json.dumps(record, indent=1))  # only once the run is complete
         return record
 
     def train(self, row, seed, done):
@@ -548,9 +545,9 @@ class Benchmark:
         meta["verdict"] = verdict(summary, runs)
         table = markdown(summary, meta)
         # whole files only: another process on the same --out may read them, or write them, meanwhile
-        replace(os.path.join(self.args.out, "results.json"), json.dumps({"meta": meta, "summary": summary,
-                                                                          "runs": runs}, indent=1))
-        replace(os.path.join(self.args.out, "results.md"), table)
+        write_whole(os.path.join(self.args.out, "results.json"), json.dumps({"meta": meta, "summary": summary,
+                                                                              "runs": runs}, indent=1))
+        write_whole(os.path.join(self.args.out, "results.md"), table)
         plot_all(self.args.out, self.args.data)
         return table
 
@@ -652,7 +649,8 @@ def held(path):
         yield
 
 
-def replace(path, text):
+def write_whole(path, text):
+    """Writes ``path`` so that a reader finds the old file or the new one, never a part of it."""
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w") as f:
         f.write(text)
