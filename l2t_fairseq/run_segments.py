@@ -19,6 +19,7 @@ import time
 import torch
 
 from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
+from l2t_fairseq.whole_files import write_whole
 
 
 def checkpoint_update(path):
@@ -75,9 +76,7 @@ def measured_run(command, log_path, threads=None, snapshot=None, cwd=None):
                 if snapshot and time.perf_counter() - written >= SNAPSHOT_SECONDS:
                     cpu = cpu_so_far(process.pid)
                     if cpu is not None:
-                        with open(snapshot + ".tmp", "w") as f:
-                            json.dump({"cpu_seconds": cpu}, f)
-                        os.replace(snapshot + ".tmp", snapshot)
+                        write_whole(snapshot, json.dumps({"cpu_seconds": cpu}))
                     written = time.perf_counter()
         except BaseException:  # stopped (Ctrl-C): so is the run, at once, not left training on in a folder that
             process.terminate()  # the next resume reads and writes

@@ -3,6 +3,8 @@
 import json
 import os
 
+from l2t_fairseq.whole_files import write_whole
+
 TEACHER_LOG = "teacher.jsonl"
 
 
@@ -24,7 +26,4 @@ def truncate(save_dir, last_update):
     if not os.path.isfile(path):
         return
     kept = [record for record in read(path) if record["update"] <= last_update]
-    temporary = path + ".tmp"
-    with open(temporary, "w") as log:
-        log.writelines(json.dumps(record) + "\n" for record in kept)
-    os.replace(temporary, path)
+    write_whole(path, "".join(json.dumps(record) + "\n" for record in kept))

@@ -47,6 +47,7 @@ from l2t_fairseq.student import fp32_params, make_step_loss
 from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
 from l2t_fairseq.teacher_step import Unrolled, teach_once
 from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, check_optimizer, step_size, student_rule
+from l2t_fairseq.whole_files import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,8 @@ def save_teacher_file(teacher_state, path, optimizer_state=None):
     saved = {"teacher": teacher_state}
     if optimizer_state is not None:
         saved["teacher_optimizer"] = optimizer_state
-    torch.save({"extra_state": {CHECKPOINT_KEY: saved}}, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with replacing(path) as temporary:
+        torch.save({"extra_state": {CHECKPOINT_KEY: saved}}, temporary)
 
 
 class Teaching:

@@ -48,6 +48,7 @@ from l2t_fairseq.run_segments import (
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.whole_files import write_whole
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
@@ -169,9 +170,7 @@ def main(argv=None):
         print(f"student {r['student']}: recorded (best dev BLEU {r['best_dev_bleu']}), skipped", flush=True)
     while len(records) < args.students and (not records or improving(records, args.patience)):
         records.append(train_student(args, flags, len(records) + 1, records))
-        with open(path + ".tmp", "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(path + ".tmp", path)  # the student counts as finished only now
+        write_whole(path, json.dumps(records, indent=1))  # the student counts as finished only now
         r = records[-1]
         print(f"student {r['student']} (seed {r['seed']}): best dev BLEU {r['best_dev_bleu']}, "
               f"{r['teacher_adam_steps']} teacher steps so far", flush=True)

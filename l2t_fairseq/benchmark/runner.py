@@ -97,6 +97,7 @@ from l2t_fairseq.run_segments import (
     whole_run_cpu,
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.whole_files import write_whole
 
 BIN = os.path.dirname(sys.executable)
 
@@ -647,14 +648,6 @@ def held(path):
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-def write_whole(path, text):
-    """Writes ``path`` so that a reader finds the old file or the new one, never a part of it."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w") as f:
-        f.write(text)
-    os.replace(temporary, path)
 
 
 def write_lines(path, lines):
