@@ -7,6 +7,7 @@ setup:
 demo: setup
 	bash examples/toy/run.sh
 
+# the tests: one worker per core (pytest-xdist), each single-threaded (their models are too small for torch's threads)
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal tests
