@@ -16,13 +16,15 @@ from l2t_fairseq.benchmark import presets
 from l2t_fairseq.benchmark.presets import PRESETS
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
+# a teacher step every 2 updates on a small dev batch: these tests are of the benchmark, not of the teacher
+L2T_FLAGS = "--l2t-flags=--teacher-interval 2 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2"
 
 
 def benchmark(data, out, work, *rows):
     return run(
         "l2t-benchmark", "--preset", "iwslt14-small", "--data", data, "--out", out, "--work", work,
         "--seeds", "1", "2", "--max-update", "6", "--validate-every", "3", "--jobs", "2",
-        "--l2t-flags=--teacher-interval 2 --unroll-steps 1", "--rows", *rows,
+        L2T_FLAGS, "--rows", *rows,
     )
 
 
@@ -116,7 +118,7 @@ def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_d
     result = run(
         "l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", work,
         "--seeds", "1", "--max-update", "4", "--validate-every", "2", "--jobs", "1",
-        "--l2t-flags=--teacher-interval 2 --unroll-steps 1", "--teacher-students", "2", "--teacher-patience", "2",
+        L2T_FLAGS, "--teacher-students", "2", "--teacher-patience", "2",
         "--rows", "cross_entropy", "l2t_dlf", "l2t_dlf_trained",
     )
     kept = out / "records" / "teacher-training"
@@ -193,7 +195,7 @@ def test_an_equal_time_run_under_a_decaying_step_schedule_holds_its_learning_rat
     run("l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", tmp_path / "work",
         "--seeds", "1", "--max-update", "6", "--validate-every", "2", "--jobs", "1",
         "--student-flags=--lr 3e-3 --lr-scheduler step --warmup-updates 4 --warmup-init-lr 3e-3 --lr-deacy-period 1 "
-        "--lr-decay 0.5", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
+        "--lr-decay 0.5", L2T_FLAGS,
         "--rows", "cross_entropy", "l2t_dlf", "cross_entropy_equal_time")
     runs = json.loads((out / "results.json").read_text())["runs"]["1"]
     ce, equal_time = runs["cross_entropy"], runs["cross_entropy_equal_time"]
@@ -214,7 +216,7 @@ def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
     def benchmark_run(out, work, updates, row="cross_entropy"):
         return run("l2t-benchmark", "--preset", "iwslt14-small", "--data", small_data, "--out", out, "--work", work,
                    "--seeds", "1", "--max-update", str(updates), "--validate-every", "2", "--jobs", "1", "--rows",
-                   row, "--resume-cut-runs", "--l2t-flags=--teacher-interval 2 --unroll-steps 1")
+                   row, "--resume-cut-runs", L2T_FLAGS)
 
     benchmark_run(tmp_path / "whole", tmp_path / "whole-work", 6)
     whole = json.loads((tmp_path / "whole" / "records" / "cross_entropy-seed1.json").read_text())
@@ -389,6 +391,26 @@ def test_two_benchmarks_on_one_work_folder_share_the_runs_without_waiting(tmp_pa
     done = benchmark.run_all()
     assert ("l2t_dlf", 2) in done and trained[-1] == "l2t_dlf_frozen-seed1" and "l2t_dlf-seed2" not in trained
     assert "l2t_dlf-seed2: recorded by another process" in capsys.readouterr().out
+
+
+def test_each_run_takes_the_threads_the_environment_asks_for(tmp_path, monkeypatch):
+    """--threads, else OMP_NUM_THREADS (a suite of single-threaded workers, a batch job's allocation), else the
+    cores shared by --jobs."""
+    import argparse
+
+    from l2t_fairseq.benchmark import runner
+
+    def threads(flag, jobs):
+        args = argparse.Namespace(out=str(tmp_path), threads=flag, jobs=jobs)
+        return runner.Benchmark(args, PRESETS["multi30k"]).threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads(None, 2) == 1 and threads(3, 2) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads(None, 2) == 4 and threads(None, 16) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert threads(None, 1) == 8
 
 
 def test_the_console_commands_do_not_log_every_librarys_debug_lines():

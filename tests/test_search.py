@@ -12,7 +12,8 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     result = run(
         "l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
         "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
-        "--configs", "cross_entropy", "adam_relative_frozen", "--l2t-flags=--teacher-interval 2 --unroll-steps 1",
+        "--configs", "cross_entropy", "adam_relative_frozen",
+        "--l2t-flags=--teacher-interval 2 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2",
     )
     search = json.loads((out / "search.json").read_text())
     configs = search["configs"]
@@ -90,7 +91,8 @@ def test_a_configuration_can_start_from_the_cross_entropy_run(small_data, tmp_pa
     import torch
 
     common = ["l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--max-update", "4",
-              "--validate-every", "2", "--jobs", "1", "--l2t-flags=--teacher-interval 1 --unroll-steps 1"]
+              "--validate-every", "2", "--jobs", "1",
+              "--l2t-flags=--teacher-interval 1 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2"]
     first = tmp_path / "first"
     run(*common, "--out", first, "--work", tmp_path / "benchmark-work", "--configs", "cross_entropy",
         "--benchmark-records", "")

@@ -116,7 +116,7 @@ class Benchmark:
     def __init__(self, args, preset):
         self.args, self.preset = args, preset
         self.records = os.path.join(args.out, "records")
-        self.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+        self.threads = args.threads or environment_threads() or max(1, (os.cpu_count() or 1) // args.jobs)
         self.teacher_training_lock = threading.Lock()  # one teacher training, however many runs wait for it
         self.retraining_lock = threading.Lock()
 
@@ -623,6 +623,12 @@ def teacher_training_cost(students, runs):
     return cost
 
 
+def environment_threads():
+    """The threads per process that the environment asks for (``OMP_NUM_THREADS``, as torch reads it), or None."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def equal_time_updates(ce, l2t):
     """As many cross-entropy updates as fit in the L2T run's compute at the cross-entropy run's speed: CPU seconds
     (which leave out waiting for a core) where both records have them, else training seconds."""
@@ -673,7 +679,8 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--validate-every", type=int, help="updates between validations (dev BLEU, checkpoint "
                         "selection; default: the preset's)")
     parser.add_argument("--jobs", type=int, help="runs at a time, sharing the CPU cores (default: the preset's)")
-    parser.add_argument("--threads", type=int, help="threads per run (default: the CPU cores shared by --jobs)")
+    parser.add_argument("--threads", type=int, help="threads per run (default: OMP_NUM_THREADS where it is set, "
+                        "else the CPU cores shared by --jobs)")
     parser.add_argument("--l2t-flags", default="", help="extra fairseq-train flags of the L2T-DLF runs, "
                         "e.g. '--teacher-interval 50' (default: the plugin's defaults)")
     parser.add_argument("--student-flags", default="", help="extra fairseq-train flags of every run, after the "
