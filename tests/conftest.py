@@ -98,6 +98,11 @@ def dictionary():
 
 # -- end-to-end fixtures: a toy corpus and one short L2T-DLF training run ----------
 
+# cheap teacher steps (a 256-token dev batch, 2 sampled candidates) for the tests of the benchmark and the search,
+# which test the runs' orchestration, not the teacher
+CHEAP_TEACHER_STEPS = "--teacher-dev-max-tokens 256 --teacher-candidates 2"
+
+
 def run(*args, check=True):
     """Runs a command of the venv (``fairseq-train``, ...) and returns the CompletedProcess."""
     command = [os.path.join(BIN, args[0]), *map(str, args[1:])]

@@ -10,14 +10,13 @@ import sys
 import time
 
 import pytest
-from conftest import run
+from conftest import CHEAP_TEACHER_STEPS, run
 
 from l2t_fairseq.benchmark import presets
 from l2t_fairseq.benchmark.presets import PRESETS
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
-# a teacher step every 2 updates on a small dev batch: these tests are of the benchmark, not of the teacher
-L2T_FLAGS = "--l2t-flags=--teacher-interval 2 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2"
+L2T_FLAGS = f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"
 
 
 def benchmark(data, out, work, *rows):

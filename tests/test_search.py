@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import run
+from conftest import CHEAP_TEACHER_STEPS, run
 
 from l2t_fairseq.benchmark.search import with_teacher_sources
 
@@ -13,7 +13,7 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
         "l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
         "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
         "--configs", "cross_entropy", "adam_relative_frozen",
-        "--l2t-flags=--teacher-interval 2 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2",
+        f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}",
     )
     search = json.loads((out / "search.json").read_text())
     configs = search["configs"]
@@ -92,7 +92,7 @@ def test_a_configuration_can_start_from_the_cross_entropy_run(small_data, tmp_pa
 
     common = ["l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--max-update", "4",
               "--validate-every", "2", "--jobs", "1",
-              "--l2t-flags=--teacher-interval 1 --unroll-steps 1 --teacher-dev-max-tokens 256 --teacher-candidates 2"]
+              f"--l2t-flags=--teacher-interval 1 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"]
     first = tmp_path / "first"
     run(*common, "--out", first, "--work", tmp_path / "benchmark-work", "--configs", "cross_entropy",
         "--benchmark-records", "")
