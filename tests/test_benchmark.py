@@ -11,10 +11,12 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import CHEAP_TEACHER_STEPS, run
 
 from l2t_fairseq.benchmark import presets
 from l2t_fairseq.benchmark.presets import PRESETS
+from l2t_fairseq.benchmark.runner import cpu_kernels
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
 L2T_FLAGS = f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"
@@ -290,6 +292,7 @@ def test_a_fine_tune_whose_cross_entropy_folder_is_gone_trains_it_again_to_its_s
     kept = (records / "sequence_risk-seed1.hyp").read_text()
     first = json.loads((records / "sequence_risk-seed1.json").read_text())
     assert "start_trained_again" not in first
+    assert first["kernels"] == cpu_kernels() and torch.__version__ in first["kernels"]
     shutil.rmtree(work)
     forget_the_fine_tune()
     result = benchmark_run()
@@ -306,6 +309,7 @@ def test_a_fine_tune_whose_cross_entropy_folder_is_gone_trains_it_again_to_its_s
     (records / "cross_entropy-seed1.json").write_text(json.dumps(ce))
     result = benchmark_run()
     assert "cross_entropy-seed1: trained again to update 3" in result.stdout and "is not its record's" in result.stdout
+    assert f"{cpu_kernels()} here, {ce['kernels']} there" in result.stdout
     mrt = json.loads((records / "sequence_risk-seed1.json").read_text())
     assert mrt["start_same_as_record"] is False
     assert mrt["dev_bleu_curve"] == first["dev_bleu_curve"] and mrt["dev_bleu_curve"][0] != ce["dev_bleu_curve"][0]

@@ -57,6 +57,7 @@ import fcntl
 import glob
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -202,9 +203,10 @@ class Benchmark:
             curve = [list(point) for point in json.load(f)]
         recorded = [list(point) for point in self.load(BASELINE, seed)["dev_bleu_curve"] if point[0] <= update]
         if curve != recorded:
+            kernels = self.load(BASELINE, seed).get("kernels", "not recorded")
             print(f"  {key}: trained again to update {update} in {run_dir}, its dev BLEU curve {curve} is not its "
-                  f"record's {recorded} (another machine's arithmetic): the run that starts from it is "
-                  "recorded as starting from this one", flush=True)
+                  f"record's {recorded} (another machine's arithmetic: {cpu_kernels()} here, {kernels} there): "
+                  "the run that starts from it is recorded as starting from this one", flush=True)
         return last, {"folder": run_dir, "dev_bleu_curve": curve, "same_as_record": curve == recorded}
 
     def finetune_flags(self, row, checkpoint):
@@ -293,7 +295,7 @@ class Benchmark:
             "train_seconds": float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1]),
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
             "dev_bleu_curve": dev_bleu_curve(earlier + output),
-            "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
+            "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]), "kernels": cpu_kernels(),
         }
         if resumes:  # only the last segment was measured whole: its cost per update, over the whole run
             share = updates / (updates - resumes[-1])
@@ -629,6 +631,16 @@ def teacher_training_cost(students, runs):
         saving = online - trained
         cost["payback_students"] = cost["cpu_seconds"] / saving if saving > 0 else None
     return cost
+
+
+def cpu_kernels():
+    """What a CPU run's arithmetic depends on beyond its command: the processor, the instruction set torch's
+    kernels use, torch's version (a run trained again where one of them differs may not be the recorded run)."""
+    model = platform.processor() or "unknown"
+    if os.path.isfile("/proc/cpuinfo"):  # Linux: the model's name, where platform gives only the architecture
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
 
 
 def environment_threads():
