@@ -201,9 +201,10 @@ class Benchmark:
                     json.dump(dev_bleu_curve(earlier + output), f)
         with open(curve_path) as f:
             curve = [list(point) for point in json.load(f)]
-        recorded = [list(point) for point in self.load(BASELINE, seed)["dev_bleu_curve"] if point[0] <= update]
+        record = self.load(BASELINE, seed)
+        recorded = [list(point) for point in record["dev_bleu_curve"] if point[0] <= update]
         if curve != recorded:
-            kernels = self.load(BASELINE, seed).get("kernels", "not recorded")
+            kernels = record.get("kernels", "not recorded")
             print(f"  {key}: trained again to update {update} in {run_dir}, its dev BLEU curve {curve} is not its "
                   f"record's {recorded} (another machine's arithmetic: {cpu_kernels()} here, {kernels} there): "
                   "the run that starts from it is recorded as starting from this one", flush=True)
