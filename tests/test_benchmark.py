@@ -506,6 +506,30 @@ def test_the_verdict_applies_every_check_of_the_rule():
     assert "on 2 of the 3 seeds it needs" in verdict_lines(verdicts)[3]
 
 
+def test_cost_ratios_are_taken_over_the_seeds_both_rows_have(tmp_path):
+    """Cross-entropy's extra seeds (here on a machine twice as slow) do not enter another row's cost ratio."""
+    from l2t_fairseq.benchmark.report import summarize
+
+    (tmp_path / "reference.txt").write_text("a b c\n")
+    for name in ("cross_entropy-seed1", "cross_entropy-seed2", "cross_entropy-seed3", "l2t_dlf-seed1",
+                 "l2t_dlf-seed2", "l2t_dlf-seed3"):
+        (tmp_path / f"{name}.hyp").write_text("a b c\n")
+
+    def run(bleu, seconds):
+        return {"test_bleu": bleu, "best_dev_bleu": bleu, "train_seconds": seconds, "cpu_seconds": seconds,
+                "seconds_per_update": seconds / 100, "peak_rss_mib": 500.0, "updates": 100}
+
+    runs = {str(seed): {"cross_entropy": run(30.0, 100.0 if seed <= 3 else 200.0)} for seed in range(1, 6)}
+    for seed in (1, 2, 3):
+        runs[str(seed)]["l2t_dlf"] = run(30.0, 250.0)
+    summary = summarize(runs, ["cross_entropy", "l2t_dlf"], str(tmp_path))
+    assert summary["cross_entropy"]["cpu_seconds"][0] == pytest.approx(140.0)  # its own mean: all five seeds
+    assert summary["cross_entropy"]["cpu_seconds_ratio"] == 1.0
+    for key in ("train_seconds", "cpu_seconds", "seconds_per_update"):
+        assert summary["l2t_dlf"][f"{key}_ratio"] == pytest.approx(2.5)  # not 250 / 140
+    assert summary["l2t_dlf"]["peak_rss_mib_ratio"] == pytest.approx(1.0)
+
+
 def test_the_table_says_on_which_side_each_significant_seed_lies():
     """A seed significantly behind cross-entropy is not counted with the seeds significantly ahead of it."""
     from l2t_fairseq.benchmark.report import markdown

@@ -75,12 +75,13 @@ def summarize(runs, rows, records):
     base = summary[BASELINE]
     for row in rows:
         s = summary[row]
+        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
+        # on the seeds both rows have, like the gap: a seed of one row alone may have run on another machine
         for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
-            if key in s and key in base:
-                s[f"{key}_ratio"] = s[key][0] / base[key][0]
+            if key in s and key in base and paired:
+                s[f"{key}_ratio"] = cost_ratio(runs, row, paired, key)
         if row == BASELINE:
             continue
-        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
         s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
         s["paired_seeds"] = paired
         s["fraction_p_below_0.05"] = (sum(p < SIGNIFICANCE for p in s["paired_bootstrap_p"]) / len(paired)
@@ -94,6 +95,13 @@ def summarize(runs, rows, records):
         if row in summary and equal_time in summary:
             summary[row]["gap_to_equal_time"] = mean_gap(runs, row, equal_time)
     return summary
+
+
+def cost_ratio(runs, row, seeds, key):
+    """``row``'s mean ``key`` (a cost) over ``seeds`` divided by cross-entropy's over the same seeds."""
+    def mean(name):
+        return statistics.mean(runs[str(seed)][name][key] for seed in seeds)
+    return mean(row) / mean(BASELINE)
 
 
 def mean_gap(runs, row, other):
