@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	bash examples/toy/run.sh
+	PYTHON=.venv/bin/python bash examples/toy/run.sh
 
 # the tests: one worker per core (pytest-xdist), each single-threaded (their models are too small for torch's threads)
 test: setup

@@ -6,6 +6,13 @@ Load with ``fairseq-train --user-dir l2t_fairseq --task l2t_translation --criter
 import logging
 
 _configured = bool(logging.getLogger().handlers)
+from l2t_fairseq.errors import UsageError  # noqa: E402
+
+try:
+    import fairseq  # noqa: F401
+except ImportError:
+    raise UsageError("fairseq is not installed in this Python environment: pip install --no-deps "
+                     "fairseq-fixed==0.12.3.1 (README, Install)") from None
 from l2t_fairseq import checkpoints, criterions, models, tasks  # noqa: E402, F401 - registers with fairseq
 
 if not _configured and logging.getLogger().level == logging.DEBUG:

@@ -71,9 +71,12 @@ class DevExpectedBleu:
         self.chunks = self._chunks(max_tokens)
 
     def _chunks(self, max_tokens):
+        """Rows of candidates in chunks of at most ``max_tokens`` padded target tokens, and each chunk's width (read
+        from the device once, not once per row)."""
+        lengths = self.lengths.tolist()
         chunks, chunk, width = [], [], 0
         for row in torch.argsort(self.lengths).tolist():
-            length = int(self.lengths[row])
+            length = lengths[row]
             if chunk and (len(chunk) + 1) * max(width, length) > max_tokens:
                 chunks.append(chunk)
                 chunk, width = [], 0
@@ -82,12 +85,13 @@ class DevExpectedBleu:
         chunks.append(chunk)
         # in batch order within a chunk: fairseq batches come sorted by decreasing source length,
         # which RNN encoders (pack_padded_sequence) require
-        return [torch.tensor(sorted(c), device=self.lengths.device) for c in chunks]
+        return [(torch.tensor(sorted(c), device=self.lengths.device), max(lengths[r] for r in c)) for c in chunks]
 
-    def scores(self, params, rows=None):
+    def scores(self, params, chunk=None):
+        """The candidates' scores, or those of one chunk ``(rows, width)``."""
         sample = self.candidates.sample
-        if rows is not None:
-            sample = chunk_sample(sample, rows, int(self.lengths[rows].max()), self.pad)
+        if chunk is not None:
+            sample = chunk_sample(sample, *chunk, self.pad)
         with evaluation(self.model):
             lprobs = functional_log_probs(self.model, params, sample)
         return sequence_scores(lprobs, sample["target"], self.pad)
@@ -101,8 +105,8 @@ class DevExpectedBleu:
     @torch.no_grad()
     def chunked_scores(self, params):
         scores = torch.zeros_like(self.lengths, dtype=next(iter(params.values())).dtype)
-        for rows in self.chunks:
-            scores[rows] = self.scores(params, rows)
+        for chunk in self.chunks:
+            scores[chunk[0]] = self.scores(params, chunk)
         return scores
 
     def value(self, params):
@@ -117,9 +121,9 @@ class DevExpectedBleu:
             value = self.from_scores(scores)
             (d_scores,) = torch.autograd.grad(value, scores)
             grads = {name: torch.zeros_like(p) for name, p in params.items()}
-            for rows in self.chunks:
+            for chunk in self.chunks:
                 chunk_grads = torch.autograd.grad(
-                    self.scores(params, rows), tuple(params.values()), d_scores[rows], materialize_grads=True
+                    self.scores(params, chunk), tuple(params.values()), d_scores[chunk[0]], materialize_grads=True
                 )
                 for name, g in zip(params, chunk_grads):
                     grads[name] += g

@@ -29,15 +29,15 @@ def dynamic_loss(lprobs, target, phi, padding_idx, coefficient_mean=None):
     Returns the summed loss and the summed negative log-likelihood.
     """
     target = target.reshape(-1)
-    keep = target.ne(padding_idx)
-    # gather before masking: masking lprobs first would copy a tokens x |V| matrix (and scatter it back in the
-    # backward pass), a third of a toy student's step
-    target_lprobs = lprobs.reshape(-1, lprobs.size(-1)).gather(-1, target.unsqueeze(-1)).squeeze(-1)[keep]
-    coefficients = phi.to(target_lprobs.dtype)[target[keep]]
+    # padding weighs 0 rather than being indexed out: a boolean index would wait for the device at every step
+    keep = target.ne(padding_idx).to(lprobs.dtype)
+    # gather, not mask, lprobs: masking would copy a tokens x |V| matrix (and scatter it back in the backward pass)
+    target_lprobs = lprobs.reshape(-1, lprobs.size(-1)).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    coefficients = phi.to(target_lprobs.dtype)[target]
     if coefficient_mean is not None:
-        coefficients = coefficients * (coefficient_mean / coefficients.mean())
-    loss = -torch.sigmoid(coefficients * target_lprobs).sum()
-    return loss, -target_lprobs.sum()
+        coefficients = coefficients * (coefficient_mean * keep.sum() / (coefficients * keep).sum())
+    loss = -(torch.sigmoid(coefficients * target_lprobs) * keep).sum()
+    return loss, -(target_lprobs * keep).sum()
 
 
 @dataclass(frozen=True)

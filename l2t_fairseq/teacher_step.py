@@ -28,6 +28,9 @@ class TeacherStep:
     skipped: bool  # True if the step was skipped for a non-finite value
     # M~ of a held-out dev batch at omega_U, after the step minus before (mean over the workers)
     lookahead_gain: Optional[float] = None
+    # --unroll-start past: how far this worker's replay ends from the student's real weights, relative to how far
+    # the student moved over the window (0 where the replay is the real steps)
+    replay_gap: Optional[float] = None
 
     @property
     def taken(self):
@@ -96,6 +99,8 @@ def teach_once(teacher, optimizer, unrolled, lookahead=True):
             u.step_loss, u.dev_objective.value_and_grad, u.params, phis, u.batches, u.rule, u.keep_every
         )
     step = teacher_step(teacher, optimizer, phis, d_phis, dev_loss.item())
+    if u.student is not None:
+        step.replay_gap = replay_gap(u.params, final, u.student)
     if step.taken and lookahead:  # a collective: every worker calls it, with a gain or without
         gain = None
         if u.heldout is not None:
@@ -107,6 +112,13 @@ def teach_once(teacher, optimizer, unrolled, lookahead=True):
             gain = (before - after).item()
         step.lookahead_gain = mean_over_workers(gain, teacher.V.device)
     return step
+
+
+def replay_gap(start, replayed, student):
+    """``|replayed - student| / |student - start|`` over all the student's weights."""
+    gap = sum(((replayed[n].detach() - w) ** 2).sum() for n, w in student.items())
+    moved = sum(((w - start[n]) ** 2).sum() for n, w in student.items())
+    return (gap / moved).sqrt().item() if moved > 0 else None
 
 
 @dataclass
@@ -124,3 +136,4 @@ class Unrolled:
     device_type: str
     heldout: Optional[DevExpectedBleu] = None
     keep_every: int = 1  # the reverse loop keeps every k-th snapshot (l2t_fairseq.hypergrad.unroll)
+    student: Optional[Dict[str, torch.Tensor]] = None  # --unroll-start past: the weights the replay should end at

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections import deque
+import zipfile
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -46,7 +46,8 @@ from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.student import fp32_params, make_step_loss
 from l2t_fairseq.teacher import PARAMETRIZATIONS, Teacher, default_phi_init
 from l2t_fairseq.teacher_step import Unrolled, teach_once
-from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, UpdateRule, check_optimizer, step_size, student_rule
+from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS, check_optimizer, step_size, student_rule
+from l2t_fairseq.update_recorder import UpdateRecorder, attempt_starts
 from l2t_fairseq.whole_files import replacing
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ STATE_FEATURES = ("progress", "train_bleu", "dev_bleu")
 UNROLL_STARTS = ("current", "past")
 # where checkpoints (extra_state) and teacher files keep the teaching state
 CHECKPOINT_KEY = "L2TTranslationTask"
+KEEP_ALL_BYTES = 2**30  # --unroll-keep-every 0 keeps every snapshot of the unroll where they fit in this
 HELDOUT_SEED_OFFSET = 2**31  # the held-out dev batch's candidates are sampled from a stream of their own
+# what the state's dev-BLEU feature measures: fairseq's --eval-bleu validation (its BLEU settings, the whole dev set,
+# updated at validations), or the teacher's own tokenized BLEU of greedy outputs on one dev batch per refresh
+DEV_BLEU_MEASURES = {True: "fairseq --eval-bleu validation", False: "greedy BLEU of one dev batch per refresh"}
 
 
 @dataclass
@@ -75,7 +80,8 @@ class TeachingConfig(FairseqDataclass):
     unroll_keep_every: int = field(
         default=0,
         metadata={"help": "k: the reverse loop keeps every k-th of the U snapshots and recomputes the others "
-                  "(memory about (U/k + k) x the student; 0: 1 for U <= 10, else about sqrt(U))"},
+                  "(memory about (U/k + k) x the student; 0: 1 where the U snapshots fit in 1 GiB, else about "
+                  "sqrt(U))"},
     )
     teacher_replays: int = field(
         default=1,
@@ -140,10 +146,17 @@ class TeachingConfig(FairseqDataclass):
     )
     no_lookahead_gain: bool = field(
         default=False,
-        metadata={"help": "do not measure each teacher step's lookahead gain on a held-out dev batch (saves "
-                  "decoding it and U forward steps)"},
+        metadata={"help": "never measure the teacher steps' lookahead gain on a held-out dev batch"},
+    )
+    lookahead_gain_every: int = field(
+        default=5,
+        metadata={"help": "measure the lookahead gain (a diagnostic, not used by the teacher: a held-out dev batch "
+                  "decoded and U more forward steps, a fifth of a refresh) at the 1st, (n+1)-th, (2n+1)-th... "
+                  "refresh"},
     )
     seed: int = II("common.seed")
+    fp16: bool = II("common.fp16")
+    fp16_no_flatten_grads: bool = II("common.fp16_no_flatten_grads")
     memory_efficient_fp16: bool = II("common.memory_efficient_fp16")
     memory_efficient_bf16: bool = II("common.memory_efficient_bf16")
     tpu: bool = II("common.tpu")
@@ -154,6 +167,7 @@ class TeachingConfig(FairseqDataclass):
     valid_subset: str = II("dataset.valid_subset")
     max_tokens: Optional[int] = II("dataset.max_tokens")
     save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
 
 
 def check_config(cfg):
@@ -165,6 +179,7 @@ def check_config(cfg):
         ("--teacher-dev-max-tokens", cfg.teacher_dev_max_tokens),
         ("--teacher-candidates", cfg.teacher_candidates),
         ("--teacher-replays", cfg.teacher_replays),
+        ("--lookahead-gain-every", cfg.lookahead_gain_every),
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
@@ -203,11 +218,26 @@ def check_training_config(cfg):
                          "teacher's unroll does not run; on a GPU use --fp16")
     if cfg.max_update <= 0 and cfg.max_epoch <= 0:
         raise UsageError("l2t_translation needs --max-update or --max-epoch: training progress is part of s_t")
+    if cfg.cpu and cfg.fp16 and not cfg.fp16_no_flatten_grads:  # fairseq would fail an assertion in its trainer
+        raise UsageError("--fp16 with --cpu: fairseq's flat fp16 buffer needs a GPU; drop --fp16 (or, to test fp16 "
+                         "on the CPU, add --fp16-no-flatten-grads)")
+    check_restore_file(cfg)
 
 
-def load_teacher_state(path, vocab_size, num_keys, parametrization):
+def check_restore_file(cfg):
+    """The checkpoint fairseq will resume from, where there is one, is a whole ``torch.save`` file (a zip archive,
+    whose index is at its end: a truncated copy has none)."""
+    path = cfg.restore_file
+    if path == "checkpoint_last.pt":  # fairseq's default: the save dir's, if it has one
+        path = os.path.join(cfg.save_dir, path)
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise UsageError(f"--restore-file {path}: not a whole fairseq checkpoint (truncated, or not a torch.save file)")
+
+
+def load_teacher_state(path, vocab_size, num_keys, parametrization, dev_bleu_measure):
     """The teacher's ``state_dict`` and its Adam state (None if the file has none) from an l2t_translation
-    checkpoint or teacher file, checked against this run."""
+    checkpoint or teacher file, checked against this run (``dev_bleu_measure``: what this run's s_t calls dev
+    BLEU; a file from before the measure was recorded is not checked)."""
     if not os.path.isfile(path):
         raise UsageError(f"--teacher-path {path}: no such file")
     try:
@@ -233,15 +263,19 @@ def load_teacher_state(path, vocab_size, num_keys, parametrization):
         )
     if saved_keys != num_keys:
         raise UsageError(f"--teacher-path {path}: teacher has {saved_keys} keys, --teacher-keys is {num_keys}")
+    measure = saved.get("dev_bleu_measure")
+    if measure is not None and measure != dev_bleu_measure:
+        raise UsageError(
+            f"--teacher-path {path}: teacher read dev BLEU as the {measure}, this run measures the {dev_bleu_measure} "
+            f"(train and teach both with --eval-bleu, or both without)"
+        )
     return teacher, saved.get("teacher_optimizer")
 
 
-def save_teacher_file(teacher_state, path, optimizer_state=None):
-    """A teacher alone (and its Adam state), in the layout ``--teacher-path`` reads (kilobytes), written
-    atomically."""
-    saved = {"teacher": teacher_state}
-    if optimizer_state is not None:
-        saved["teacher_optimizer"] = optimizer_state
+def save_teacher_file(teaching_state, path):
+    """The teacher of a checkpoint's teaching state alone (its Adam state, what its s_t measures), in the layout
+    ``--teacher-path`` reads (kilobytes), written atomically."""
+    saved = {k: teaching_state[k] for k in ("teacher", "teacher_optimizer", "dev_bleu_measure") if k in teaching_state}
     with replacing(path) as temporary:
         torch.save({"extra_state": {CHECKPOINT_KEY: saved}}, temporary)
 
@@ -256,6 +290,7 @@ class Teaching:
             logger.warning("the target dictionary holds subword pieces: without --eval-bleu-remove-bpe the "
                            "teacher's BLEU is computed on them, not on words")
         self.device = torch.device("cuda") if torch.cuda.is_available() and not cfg.cpu else torch.device("cpu")
+        self.dev_bleu_measure = DEV_BLEU_MEASURES[bool(eval_bleu)]
         # where the coefficients start; the criterion takes its loss's scale from it
         self.phi_init = default_phi_init(len(target_dictionary)) if cfg.phi_init is None else cfg.phi_init
         self.teacher = Teacher(
@@ -265,7 +300,8 @@ class Teaching:
         self.teacher_optimizer = torch.optim.Adam(self.teacher.parameters(), lr=cfg.teacher_lr)
         if cfg.teacher_path:
             teacher, optimizer = load_teacher_state(
-                cfg.teacher_path, len(target_dictionary), cfg.teacher_keys, cfg.teacher_parametrization
+                cfg.teacher_path, len(target_dictionary), cfg.teacher_keys, cfg.teacher_parametrization,
+                self.dev_bleu_measure,
             )
             self.teacher.load_state_dict(teacher)
             if cfg.continue_teacher:
@@ -275,12 +311,10 @@ class Teaching:
                 for group in self.teacher_optimizer.param_groups:  # this run's --teacher-lr
                     group["lr"] = cfg.teacher_lr
             logger.info(f"teacher loaded from {cfg.teacher_path}")
-        self.state = torch.zeros(len(STATE_FEATURES), device=self.device)  # s_t, every feature in [0, 1]
-        # (micro-batches, s_t, dropout seed, (learning rate, decay) or None) of the latest updates
-        self.updates = deque(maxlen=cfg.unroll_steps)
-        self.current = None  # the same for the update being taken
-        self.update = None  # its number
-        self.window = None  # --unroll-start past: (first update, the student's fp32 weights and rule before it)
+        # s_t, every feature in [0, 1], on the CPU: read at every update without waiting for the device
+        self.state = torch.zeros(len(STATE_FEATURES))
+        self.cached_phi = None  # Phi_t of the current state and teacher, on the device
+        self.recorder = UpdateRecorder(cfg.unroll_steps, self.device)
         self.skipped_steps = 0  # teacher steps skipped for a non-finite hypergradient
         self.dev_batches = None
         self.generators = {}
@@ -289,45 +323,72 @@ class Teaching:
 
     @torch.no_grad()
     def phi(self):
-        """``Phi_t = mu_theta(s_t)`` for the current state, as a constant."""
-        return self.teacher(self.state)
+        """``Phi_t = mu_theta(s_t)`` for the current state, as a constant: computed once per change of the state or
+        the teacher, not at every forward."""
+        if self.cached_phi is None:
+            self.cached_phi = self.teacher(self.state.to(self.device))
+        return self.cached_phi
+
+    def set_feature(self, name, value):
+        self.state[STATE_FEATURES.index(name)] = value
+        self.cached_phi = None
 
     # -- watching the student ----------------------------------------------------
 
     def observe(self, task, sample, model, criterion, optimizer, update_num):
         """Called for every micro-batch the trainer trains on (``sample`` None for a dummy batch, which is no
-        student step, so never replayed).  At the first micro-batch of an update: refresh if it is due."""
-        if update_num != self.update:
-            if self.update is None:
-                check_optimizer(optimizer, self.cfg.unroll_optimizer)
-            if self.current is not None and self.current[0]:
-                self.updates.append(self.current)
-            self.update = update_num
-            self.state[0] = self.progress(update_num)
+        student step, so never replayed)."""
+        if update_num != self.recorder.update or self.recorder.current is None or attempt_starts(model):
+            self.begin_attempt(task, sample, model, criterion, optimizer, update_num)
+        if sample is not None:
+            self.recorder.add(sample)
+
+    def begin_attempt(self, task, sample, model, criterion, optimizer, update_num):
+        """The first micro-batch of an attempt at an update.  At a new update: refresh if it is due, and open the
+        window replayed at the next refresh if it starts here."""
+        if self.recorder.update is None:  # the run's first update, not resumed
+            check_optimizer(optimizer, self.cfg.unroll_optimizer)
+            if self.cfg.freeze_teacher and not self.cfg.teacher_path:
+                logger.warning("--freeze-teacher without --teacher-path: the teacher is the untrained one, a fixed "
+                               "loss with every coefficient at --phi-init")
+        if self.recorder.advance(update_num):
+            self.set_feature("progress", self.progress(update_num))
             if update_num > 0 and update_num % self.cfg.teacher_interval == 0:
-                # the refresh must not move the student's RNG (its dropout masks): building a dev-batch
-                # iterator draws from it, and a resumed run builds one where an uninterrupted one did not
-                rng = utils.get_rng_state()
-                self.refresh(task, sample, model, criterion, optimizer, update_num)
-                utils.set_rng_state(rng)
+                self.guarded_refresh(task, sample, model, criterion, optimizer, update_num)
             window_starts = (update_num + self.cfg.unroll_steps) % self.cfg.teacher_interval == 0
             if self.cfg.unroll_start == "past" and window_starts and not self.cfg.freeze_teacher:
-                self.window = (update_num, self.snapshot(model, optimizer))
-            # the micro-batches, s_t, the trainer's dropout seed, and (replayed from the past only, where each step
-            # keeps its own) the step's learning rate and decay
-            step = None
-            if self.cfg.unroll_start == "past":
-                step = step_size(
-                    optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, not self.cfg.no_unroll_momentum
-                )
-            self.current = ([], self.state.clone(), self.cfg.seed + update_num, step)
-        if sample is not None:
-            self.current[0].append(sample)
+                self.recorder.open_window(update_num, self.snapshot(model, optimizer))
+        # s_t, the trainer's dropout seed, and (replayed from the past only, where each step keeps its own) the
+        # step's learning rate and decay
+        step = None
+        if self.cfg.unroll_start == "past":
+            step = step_size(optimizer, self.cfg.unroll_optimizer, self.cfg.unroll_lr, not self.cfg.no_unroll_momentum)
+        self.recorder.begin(self.state, self.cfg.seed + update_num, step)
+
+    def guarded_refresh(self, task, sample, model, criterion, optimizer, update_num):
+        """The refresh, leaving the student's RNG (its dropout masks) as it was: building a dev-batch iterator
+        draws from it, and a resumed run builds one where an uninterrupted one did not.  Running out of memory
+        in it stops the run: fairseq's recovery would go on without the refresh on this worker alone, while the
+        others wait in its collectives."""
+        rng = utils.get_rng_state()
+        try:
+            self.refresh(task, sample, model, criterion, optimizer, update_num)
+        except RuntimeError as e:
+            if "out of memory" not in str(e):
+                raise
+            raise UsageError(
+                f"the teacher's refresh at update {update_num} ran out of memory on {self.device}: lower "
+                "--teacher-dev-max-tokens, --teacher-candidates or --unroll-steps, or set --unroll-keep-every"
+            ) from None
+        finally:
+            utils.set_rng_state(rng)
 
     def log_metrics(self):
+        """No device synchronisation: the state is on the CPU, and fairseq reads the mean coefficient's tensor only
+        when it logs."""
         for name, value in zip(STATE_FEATURES, self.state.tolist()):
             metrics.log_scalar(f"s_{name}", value, round=3)
-        metrics.log_scalar("phi_mean", self.phi().mean().item(), round=4)
+        metrics.log_scalar("phi_mean", self.phi().mean(), round=4)
         metrics.log_scalar("teacher_skipped_steps", self.skipped_steps, round=0)
 
     def progress(self, update_num):
@@ -337,35 +398,35 @@ class Teaching:
 
     def set_dev_bleu(self, bleu):
         """Dev BLEU in [0, 1] from fairseq's own ``--eval-bleu`` validation."""
-        self.state[2] = bleu
+        self.set_feature("dev_bleu", bleu)
 
     # -- one refresh ----------------------------------------------------------------
 
     def refresh(self, task, sample, model, criterion, optimizer, update_num):
         """Every K updates: refresh the BLEU features of ``s_t``, update the teacher, log it."""
         start = time.perf_counter()
-        self.state[1] = self.greedy_bleu(task, sample, model)[0]
+        self.set_feature("train_bleu", self.greedy_bleu(task, sample, model)[0])
         update = not self.cfg.freeze_teacher
         dev_sample = None
         if update or not self.eval_bleu:  # with --eval-bleu, fairseq's validation sets dev BLEU
             dev_sample = self.next_dev_batch(task, model)
             bleu, greedy = self.greedy_bleu(task, dev_sample, model)
             if not self.eval_bleu:
-                self.state[2] = bleu
+                self.set_feature("dev_bleu", bleu)
         record = {"update": update_num, "state": self.state.tolist()}
         if update:
             # a worker without a dev batch, or without the U updates to replay, has weight 0
-            contributes = dev_sample is not None and self.has_window(update_num)
-            seed = self.cfg.seed + update_num
+            contributes = dev_sample is not None and self.recorder.holds_window(
+                update_num, self.cfg.seed + update_num - self.cfg.unroll_steps, self.cfg.unroll_start == "past"
+            )
             unrolled = None
             if contributes:
-                unrolled = self.unrolled(task, model, criterion, optimizer, dev_sample, greedy, seed)
+                unrolled = self.unrolled(task, model, criterion, optimizer, dev_sample, greedy, update_num)
             measured = []  # M~ before each replayed step
+            lookahead = self.measures_lookahead(update_num)
             for replay in range(self.cfg.teacher_replays):
                 last = replay == self.cfg.teacher_replays - 1
-                step = teach_once(
-                    self.teacher, self.teacher_optimizer, unrolled, lookahead=last and not self.cfg.no_lookahead_gain
-                )
+                step = teach_once(self.teacher, self.teacher_optimizer, unrolled, lookahead=last and lookahead)
                 self.skipped_steps += step.skipped
                 measured.append(step.dev_expected_bleu)
             for name in ("dev_expected_bleu", "hypergrad_norm", "lookahead_gain"):
@@ -374,7 +435,8 @@ class Teaching:
             record.update(step.record(), skipped_steps=self.skipped_steps)
             if self.cfg.teacher_replays > 1:
                 record["replays_dev_expected_bleu"] = measured
-        self.window = None
+        self.recorder.close_window()
+        self.cached_phi = None  # the teacher has moved
         record["teacher_digest"] = distributed.check_consistent(self.teacher, "the teacher")
         record["seconds"] = round(time.perf_counter() - start, 3)
         phi = self.phi()
@@ -383,32 +445,44 @@ class Teaching:
         if distributed.rank() == 0:
             teacher_log.append(self.cfg.save_dir, record)
 
-    def unrolled(self, task, model, criterion, optimizer, dev_sample, greedy, seed):
+    def measures_lookahead(self, update_num):
+        """Whether the refresh at ``update_num`` measures the lookahead gain (decided by the update number alone:
+        the gain is averaged over the workers)."""
+        refresh = update_num // self.cfg.teacher_interval - 1
+        return not self.cfg.no_lookahead_gain and refresh % self.cfg.lookahead_gain_every == 0
+
+    def unrolled(self, task, model, criterion, optimizer, dev_sample, greedy, update_num):
         """This worker's part of a teacher step: its latest U updates, and candidates for its dev batch (and for
         a held-out one, for the lookahead gain)."""
-        samples, states, seeds, steps = zip(*self.updates)
+        batches, states, steps = self.recorder.replay()
+        seed = self.cfg.seed + update_num
         heldout = None
         if not self.cfg.no_lookahead_gain:
+            # drawn at every refresh, measured or not: the dev batches the teacher learns from do not depend on
+            # when the gain is measured
             heldout_sample = self.next_dev_batch(task, model)
-            if heldout_sample is not None:
+            if heldout_sample is not None and self.measures_lookahead(update_num):
                 heldout = self.dev_objective(
                     model, self.candidates(task, model, heldout_sample, seed + HELDOUT_SEED_OFFSET)
                 )
+        student = None
         if self.cfg.unroll_start == "past":  # each step with the learning rate and decay the student took it with
-            params, rule = self.window[1]
+            params, rule = self.recorder.window[1]
             rule = dataclasses.replace(rule, lr=[lr for lr, _ in steps], decay=[decay for _, decay in steps])
+            student = fp32_params(model, optimizer)
         else:
             params, rule = self.snapshot(model, optimizer, copy=False)
         return Unrolled(
             step_loss=make_step_loss(model, criterion.loss, criterion.sample_size),
             params={name: p.to(self.device) for name, p in params.items()},
-            batches=[([self.to_device(s) for s in micro], seed) for micro, seed in zip(samples, seeds)],
-            states=list(states),
+            batches=batches,
+            states=states,
             rule=rule,
             dev_objective=self.dev_objective(model, self.candidates(task, model, dev_sample, seed, greedy)),
             device_type=self.device.type,
             heldout=heldout,
-            keep_every=self.keep_every(),
+            keep_every=self.keep_every(params),
+            student=student,
         )
 
     def snapshot(self, model, optimizer, copy=True):
@@ -424,18 +498,13 @@ class Teaching:
                 rule.velocity = {name: v.clone() for name, v in rule.velocity.items()}
         return params, rule
 
-    def has_window(self, update_num):
-        """Whether this worker holds the U updates before ``update_num`` (and, for --unroll-start past, the
-        weights before the first of them)."""
-        first = update_num - self.cfg.unroll_steps
-        if len(self.updates) < self.cfg.unroll_steps or self.updates[0][2] != self.cfg.seed + first:
-            return False  # a dummy batch in between, or fewer updates since the start or a resume
-        return self.cfg.unroll_start == "current" or (self.window is not None and self.window[0] == first)
-
-    def keep_every(self):
+    def keep_every(self, params):
+        """k: every snapshot where the U of them fit in KEEP_ALL_BYTES (no forward step recomputed), else about
+        sqrt(U) (memory about 2 sqrt(U) x the student)."""
         if self.cfg.unroll_keep_every:
             return self.cfg.unroll_keep_every
-        return 1 if self.cfg.unroll_steps <= 10 else math.ceil(math.sqrt(self.cfg.unroll_steps))
+        snapshots = self.cfg.unroll_steps * sum(p.numel() * p.element_size() for p in params.values())
+        return 1 if snapshots <= KEEP_ALL_BYTES else math.ceil(math.sqrt(self.cfg.unroll_steps))
 
     def dev_objective(self, model, candidates):
         # the candidates are scored in chunks of a training batch's size: the memory of one ordinary step
@@ -478,9 +547,6 @@ class Teaching:
             self.dev_batches = self.new_dev_batches(task)
         return self.dev_batches.next(model, self.device)
 
-    def to_device(self, sample):
-        return utils.apply_to_sample(lambda t: t.to(self.device), sample)
-
     def training_target_frequency(self, task):
         if self.target_frequency is None:
             if "train" not in task.datasets:
@@ -497,35 +563,25 @@ class Teaching:
         return {
             "teacher": self.teacher.state_dict(),
             "teacher_optimizer": self.teacher_optimizer.state_dict(),
+            "dev_bleu_measure": self.dev_bleu_measure,
             "student_state": self.state.clone(),
             "skipped_steps": self.skipped_steps,
-            "update": self.update,
             "world_size": distributed.world_size(),
-            "updates": [utils.move_to_cpu(u) for u in self.updates],
-            "current": utils.move_to_cpu(self.current),
             "dev_batches": self.dev_batches.state_dict() if self.dev_batches is not None else None,
-            "window": None if self.window is None else (
-                self.window[0], utils.move_to_cpu(self.window[1][0]),
-                utils.move_to_cpu(dataclasses.asdict(self.window[1][1])),
-            ),
+            **self.recorder.state_dict(),
         }
 
     def load_state_dict(self, state, task, save_dir):
         self.teacher.load_state_dict(state["teacher"])
         self.teacher_optimizer.load_state_dict(state["teacher_optimizer"])
         self.state.copy_(state["student_state"])
+        self.cached_phi = None
         self.skipped_steps = state.get("skipped_steps", 0)
-        self.update = state.get("update")
+        self.recorder.update = state.get("update")
         if distributed.rank() == 0 and state.get("world_size") == distributed.world_size():
-            self.updates.clear()
-            self.updates.extend(state["updates"][-self.cfg.unroll_steps:])
-            self.current = state["current"]
+            self.recorder.load_state_dict(state)
             if state["dev_batches"] is not None:
                 self.dev_batches = self.new_dev_batches(task)
                 self.dev_batches.load_state_dict(state["dev_batches"])
-            if state.get("window") is not None:
-                first, params, rule = state["window"]
-                to = self.to_device
-                self.window = (first, (to(params), UpdateRule(**{k: to(v) for k, v in rule.items()})))
-        if self.update is not None and distributed.rank() == 0:
-            teacher_log.truncate(save_dir, self.update)
+        if self.recorder.update is not None and distributed.rank() == 0:
+            teacher_log.truncate(save_dir, self.recorder.update)

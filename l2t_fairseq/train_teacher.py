@@ -33,6 +33,7 @@ import torch
 
 from l2t_fairseq import (
     checkpoints,  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
+    commands,
     teacher_log,
 )
 from l2t_fairseq.errors import UsageError
@@ -51,7 +52,6 @@ from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 from l2t_fairseq.whole_files import write_whole
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))
-BIN = os.path.dirname(sys.executable)
 OWN_FLAGS = ("--task", "--criterion", "--seed", "--save-dir", "--teacher-path", "--continue-teacher",
              "--freeze-teacher")
 
@@ -92,7 +92,7 @@ def train_student(args, flags, student, records):
     off); returns its record."""
     run_dir = os.path.join(args.runs or args.out, f"student-{student}")
     seed = args.first_seed + student - 1
-    command = [os.path.join(BIN, "fairseq-train"), args.data, "--user-dir", PLUGIN, "--task", "l2t_translation",
+    command = [*commands.command("fairseq-train"), args.data, "--user-dir", PLUGIN, "--task", "l2t_translation",
                "--criterion", "l2t_dlf", "--seed", str(seed), "--save-dir", run_dir, *flags]
     if records:
         command += ["--teacher-path", teacher_file(args.out, student - 1), "--continue-teacher"]
@@ -101,7 +101,7 @@ def train_student(args, flags, student, records):
         print(f"student {student}: cut off, resumed at update {resumes[-1]}", flush=True)
     wall, _, output, cpu = measured_segment(command, run_dir)
     saved = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), map_location="cpu")["extra_state"][CHECKPOINT_KEY]
-    save_teacher_file(saved["teacher"], teacher_file(args.out, student), saved["teacher_optimizer"])
+    save_teacher_file(saved, teacher_file(args.out, student))
     steps = teacher_log.read(os.path.join(run_dir, teacher_log.TEACHER_LOG))
     bleu = [b for _, b in dev_bleu_curve(earlier + output)]
     record = {
@@ -185,3 +185,7 @@ def main(argv=None):
 
 def cli():
     return console_command(main, "l2t-train-teacher")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

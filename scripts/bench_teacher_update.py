@@ -64,11 +64,11 @@ def measure(args, fairseq_flags, save_dir):
         trainer.train_step([sample])
         step_times.append(time.perf_counter() - start)
     step_times = step_times[3:]  # warm-up
-    task.teaching.updates.append(task.teaching.current)  # the last update, as the next one would append it
-    window = task.teaching.window  # a refresh closes it: each repeat replays the same window
+    task.teaching.recorder.advance(trainer.get_num_updates())  # the last update kept, as the next one would
+    window = task.teaching.recorder.window  # a refresh closes it: each repeat replays the same window
     update_times = []
     for _ in range(args.repeats):
-        task.teaching.window = window
+        task.teaching.recorder.window = window
         start = time.perf_counter()
         task.teaching.refresh(task, sample, trainer.model, criterion, trainer.optimizer, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)

@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from l2t_fairseq.student import fp32_params
+
 
 def peak_mib(device):
     if device == "cuda":
@@ -66,7 +68,7 @@ def measure(data, steps, keep_every, device, fairseq_flags, save_dir):
         raise RuntimeError(f"the student is not on {device}")
     step_times = [timed(device, lambda: trainer.train_step([next(batches)])) for _ in range(steps + 2)]
     teaching = task.teaching
-    teaching.updates.append(teaching.current)  # the last update, as the next one would append it
+    teaching.recorder.advance(trainer.get_num_updates())  # the last update kept, as the next one would keep it
     before = peak_mib(device)
     sample = utils.move_to_cuda(next(batches)) if device == "cuda" else next(batches)  # as the task gets it
     refresh = timed(device, lambda: teaching.refresh(
@@ -77,7 +79,7 @@ def measure(data, steps, keep_every, device, fairseq_flags, save_dir):
         raise RuntimeError("the refresh took no teacher step: nothing of the unroll was timed")
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
-        "U": steps, "keep_every": teaching.keep_every(), "parameters": parameters,
+        "U": steps, "keep_every": teaching.keep_every(fp32_params(model, trainer.optimizer)), "parameters": parameters,
         "student_step_s": statistics.median(step_times[2:]), "refresh_s": refresh,
         "peak_before_mib": before, "peak_after_mib": after,
     }

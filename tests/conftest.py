@@ -11,11 +11,11 @@ from fairseq.data import Dictionary, LanguagePairDataset
 from fairseq.models import lstm, transformer
 
 import l2t_fairseq  # noqa: F401 - registers the task and criterion
+from l2t_fairseq import commands
 from l2t_fairseq.candidates import build_candidates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
-BIN = os.path.dirname(sys.executable)
 # the CUDA variants of the exactness and training tests; they run where a GPU is (docs/tests.md says where they ran)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SHARED = os.path.join(REPO, "..", "shared", "data", "iwslt14")
@@ -104,8 +104,9 @@ CHEAP_TEACHER_STEPS = "--teacher-dev-max-tokens 256 --teacher-candidates 2"
 
 
 def run(*args, check=True):
-    """Runs a command of the venv (``fairseq-train``, ...) and returns the CompletedProcess."""
-    command = [os.path.join(BIN, args[0]), *map(str, args[1:])]
+    """Runs a console command (``fairseq-train``, ...) or ``python``, by this interpreter, and returns the
+    CompletedProcess."""
+    command = [*([sys.executable] if args[0] == "python" else commands.command(args[0])), *map(str, args[1:])]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -168,6 +169,7 @@ def trained(toy_data, tmp_path_factory):
     result = l2t_train(
         toy_data, save_dir, "--max-update", TRAINED_UPDATES, "--teacher-interval", TEACHER_INTERVAL,
         "--unroll-steps", "3", "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-tokenized-bleu",
+        "--lookahead-gain-every", "1",
     )
     return save_dir, result.stdout
 
@@ -204,7 +206,9 @@ def write(path, lines):
 def script(name, *args, check=True, example="iwslt14"):
     """Runs a script of examples/EXAMPLE."""
     command = [os.path.join(REPO, "examples", example, name), *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    # the recipes run in the active environment: this interpreter's
+    env = dict(os.environ, PYTHON=sys.executable)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

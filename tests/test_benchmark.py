@@ -569,3 +569,24 @@ def test_every_preset_is_a_valid_training_command(name):
     if name == "multi30k-paper-lstm1-sgd":
         rates = {update: scheduler.step_update(update) for update in (0, 3999, 4000, 4399, 4400, 5999)}
         assert rates == {0: 1.0, 3999: 1.0, 4000: 1.0, 4399: 1.0, 4400: 0.5, 5999: 1.0 / 16}
+
+
+def test_gpu_runs_drop_the_presets_cpu_flags_and_keep_records_of_their_own(tmp_path, monkeypatch):
+    """l2t-benchmark --device cuda: the presets train and decode on the GPU, and a folder of CPU records is never
+    mixed with GPU ones (records from before the device was recorded are the CPU's)."""
+    from l2t_fairseq.benchmark import runner
+
+    for name, preset in PRESETS.items():
+        on_gpu = runner.on_device(preset, "cuda")
+        assert "--cpu" not in on_gpu["train"] + on_gpu["generate"], name
+        assert runner.on_device(preset, "cpu") is preset
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "cross_entropy-seed1.json").write_text(json.dumps({"row": "cross_entropy"}))
+    runner.check_device(str(tmp_path), "cpu")
+    with pytest.raises(SystemExit) as refused:
+        runner.check_device(str(tmp_path), "cuda")
+    assert "--out" in str(refused.value.code) and "cpu" in str(refused.value.code)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        runner.main(["--preset", "multi30k-paper-transformer", "--device", "cuda", "--out", str(tmp_path / "gpu")])
+    assert not (tmp_path / "gpu").exists()

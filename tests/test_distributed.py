@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import BIN, PLUGIN, REPO, teacher_state
+from conftest import PLUGIN, REPO, run, teacher_state
 
-from l2t_fairseq import teacher_log
+from l2t_fairseq import commands, teacher_log
 from l2t_fairseq.distributed import digest, unwrap
 from l2t_fairseq.teacher import Teacher
 from l2t_fairseq.teacher_step import teacher_step
@@ -163,7 +163,7 @@ def ddp_train(data, save_dir, *extra, timeout=600):
     processes = []
     for rank in range(2):
         command = [
-            os.path.join(BIN, "fairseq-train"), data, "--user-dir", PLUGIN, "--task", "l2t_translation",
+            *commands.command("fairseq-train"), data, "--user-dir", PLUGIN, "--task", "l2t_translation",
             "--criterion", "l2t_dlf", "--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3",
             "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--save-dir", save_dir,
             "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "10", "--cpu", "--seed", "1",
@@ -234,3 +234,18 @@ def test_fewer_dev_batches_than_workers_does_not_hang(toy_data, tmp_path):
               timeout=300)
     (record,) = teacher_log.read(tmp_path / "teacher.jsonl")
     assert record["update"] == 7 and record["workers"] == 1 and not record["skipped"]
+
+
+def test_the_replay_is_not_the_real_step_under_data_parallelism(toy_data, tmp_path):
+    """Under plain SGD one worker's replay of its window ends at the student's weights (replay_gap ~ 0); with two,
+    each worker replays its own half of every update, and the replay ends measurably elsewhere
+    (docs/distributed.md states it)."""
+    sgd = ("--optimizer", "sgd", "--lr", "0.5", "--lr-scheduler", "fixed", "--max-update", 8, "--disable-validation",
+           "--no-save")
+    ddp_train(toy_data, tmp_path / "two", *sgd)
+    run("fairseq-train", toy_data, "--user-dir", PLUGIN, "--task", "l2t_translation", "--criterion", "l2t_dlf",
+        "--arch", "transformer_l2t_toy", "--max-tokens", "1200", "--cpu", "--seed", "1", "--save-dir", tmp_path / "one",
+        *DDP_FLAGS, *sgd)
+    (one,), (two,) = (teacher_log.read(tmp_path / d / "teacher.jsonl") for d in ("one", "two"))
+    assert one["update"] == two["update"] == 7 and two["workers"] == 2
+    assert one["replay_gap"] < 1e-4 < 0.01 < two["replay_gap"], (one["replay_gap"], two["replay_gap"])

@@ -93,6 +93,8 @@ def test_frozen_teacher_teaches_a_new_student(toy_data, trained, tmp_path):
     result = l2t_train(
         toy_data, tmp_path, "--max-update", 60, "--teacher-interval", 20,
         "--teacher-path", save_dir / "checkpoint_last.pt", "--freeze-teacher",
+        # as the teacher was trained: its dev-BLEU feature is fairseq's validation BLEU
+        "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-tokenized-bleu",
     )
     assert "teacher loaded from" in result.stdout
     assert "teacher_dev_expected_bleu" not in result.stdout
@@ -162,12 +164,24 @@ def test_a_non_finite_dev_objective_skips_teacher_steps(toy_data, tmp_path, monk
     assert all(torch.isfinite(p).all() for p in state["teacher"].values())
 
 
+def test_the_lookahead_gain_measured_less_often_leaves_the_teacher_as_it_was(toy_data, tmp_path):
+    """--lookahead-gain-every 2 measures the diagnostic at refreshes 1 and 3; the held-out dev batch is still drawn
+    at every refresh, so the teacher sees the same dev batches and ends bit for bit as when measured at each."""
+    flags = ("--max-update", 21, "--teacher-interval", 5, "--unroll-steps", 3, "--disable-validation")
+    l2t_train(toy_data, tmp_path / "each", *flags, "--lookahead-gain-every", 1)
+    l2t_train(toy_data, tmp_path / "every2", *flags, "--lookahead-gain-every", 2)
+    each, every2 = teacher_log(tmp_path / "each"), teacher_log(tmp_path / "every2")
+    assert [r["update"] for r in each] == [5, 10, 15, 20] and all("lookahead_gain" in r for r in each)
+    assert [r["update"] for r in every2 if "lookahead_gain" in r] == [5, 15]
+    assert [r["teacher_digest"] for r in each] == [r["teacher_digest"] for r in every2]
+
+
 def test_adam_unroll_with_relative_positive_coefficients(toy_data, tmp_path):
     """--unroll-optimizer adam --teacher-parametrization exp --phi-normalization token_mean."""
     l2t_train(
         toy_data, tmp_path, "--max-update", 31, "--teacher-interval", 10, "--unroll-steps", 3,
         "--unroll-optimizer", "adam", "--teacher-parametrization", "exp",
-        "--phi-normalization", "token_mean", "--teacher-lr", "0.05",
+        "--phi-normalization", "token_mean", "--teacher-lr", "0.05", "--lookahead-gain-every", "1",
     )
     records = teacher_log(tmp_path)
     assert [r["update"] for r in records] == [10, 20, 30]

@@ -1,5 +1,8 @@
 """Bad input gets one clear line naming the flag or file, at start-up, before the first update."""
 
+import subprocess
+import sys
+
 import pytest
 from conftest import l2t_flags, preprocess, train_in_process
 
@@ -84,3 +87,50 @@ def test_a_past_window_longer_than_the_interval(toy_data, tmp_path, monkeypatch)
         monkeypatch, toy_data, tmp_path, "--unroll-start", "past", "--unroll-steps", "20", "--teacher-interval", "10"
     )
     assert_names(message, "--unroll-start past", "--unroll-steps (20)", "--teacher-interval (10)")
+
+
+def test_fp16_on_the_cpu(toy_data, tmp_path, monkeypatch):
+    """fairseq's flat fp16 buffer is CUDA-only (test_mixed_precision.py trains fp16 on the CPU without it)."""
+    assert_names(start_up_error(monkeypatch, toy_data, tmp_path, "--fp16"), "--fp16", "--cpu",
+                 "--fp16-no-flatten-grads")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", "truncated"])
+def test_a_broken_restore_file(toy_data, trained, tmp_path, monkeypatch, content):
+    broken = tmp_path / "broken.pt"
+    if content == "truncated":
+        whole = (trained[0] / "checkpoint_last.pt").read_bytes()
+        content = whole[: len(whole) // 2]
+    broken.write_bytes(content)
+    message = start_up_error(monkeypatch, toy_data, tmp_path / "save", "--restore-file", broken)
+    assert_names(message, "--restore-file", str(broken), "not a whole fairseq checkpoint")
+
+
+def test_a_data_directory_that_does_not_exist(tmp_path, monkeypatch):
+    missing = tmp_path / "no-data"
+    assert_names(start_up_error(monkeypatch, missing, tmp_path), "DATA", str(missing), "no such directory")
+
+
+def test_a_teacher_that_read_another_dev_bleu(trained, toy_data, tmp_path, monkeypatch):
+    """The trained teacher read fairseq's --eval-bleu validation as its dev-BLEU feature; a run without --eval-bleu
+    would feed it the teacher's own one-batch BLEU instead."""
+    save_dir, _ = trained
+    message = start_up_error(
+        monkeypatch, toy_data, tmp_path, "--teacher-path", save_dir / "checkpoint_last.pt", "--freeze-teacher"
+    )
+    assert_names(message, "--teacher-path", "--eval-bleu")
+
+
+def test_a_frozen_teacher_without_a_teacher_path_is_named(toy_data, tmp_path, monkeypatch, caplog):
+    train_in_process(monkeypatch, *l2t_flags(toy_data, tmp_path, "--max-update", "2", "--freeze-teacher",
+                                             "--disable-validation", "--no-save"))
+    warnings = [r.getMessage() for r in caplog.records if "--freeze-teacher" in r.getMessage()]
+    assert len(warnings) == 1 and "--teacher-path" in warnings[0] and "\n" not in warnings[0], warnings
+
+
+def test_the_plugin_without_fairseq_says_what_to_install():
+    for code in ("import l2t_fairseq", "from l2t_fairseq.benchmark import runner"):
+        result = subprocess.run([sys.executable, "-c", f"import sys; sys.modules['fairseq'] = None; {code}"],
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and result.stdout == "", result
+        assert result.stderr.count("\n") == 1 and "pip install --no-deps fairseq-fixed" in result.stderr, result.stderr

@@ -37,23 +37,22 @@ def trainer_for(data, save_dir, flags, device="cpu"):
     return cfg, task, model, criterion, Trainer(cfg, task, model, criterion)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", list(CASES))
-def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case, device):
-    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES[case], device)
-    assert next(trainer.model.parameters()).device.type == device
-    batches = iter(task.get_batch_iterator(
+def train_batches(task, cfg):
+    return iter(task.get_batch_iterator(
         dataset=task.dataset("train"), max_tokens=cfg.dataset.max_tokens, seed=1,
     ).next_epoch_itr(shuffle=True))
-    micro = cfg.optimization.update_freq[0]
-    for _ in range(2):  # a momentum buffer to carry
-        trainer.train_step([next(batches) for _ in range(micro)])
+
+
+def assert_replays_the_next_step(cfg, task, model, criterion, trainer, batches, micro):
+    """The trainer's next update, replayed from what the teacher recorded of it, lands on the student's weights."""
     rule = student_rule(model, trainer.optimizer, "auto", clip_norm=cfg.optimization.clip_norm)
     before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
     phi = task.teaching.phi()
+    update_num = trainer.get_num_updates()
     trainer.train_step([next(batches) for _ in range(micro)])
-    samples, state, seed, _ = task.teaching.current  # what the teacher keeps of this update
-    assert len(samples) == micro and seed == cfg.common.seed + 2 and torch.equal(state, task.teaching.state)
+    assert trainer.get_num_updates() == update_num + 1
+    samples, state, seed, _ = task.teaching.recorder.current.fields()  # what the teacher keeps of this update
+    assert len(samples) == micro and seed == cfg.common.seed + update_num and torch.equal(state, task.teaching.state)
     step_loss = make_step_loss(model, criterion.loss, criterion.sample_size)
     with torch.enable_grad():
         replayed, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
@@ -63,6 +62,81 @@ def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case, device):
         torch.testing.assert_close(replayed[name].detach(), p.detach(), rtol=1e-5, atol=1e-6, msg=name)
         moved = max(moved, (p.detach() - before[name]).abs().max().item())
     assert moved > 1e-4  # the update is not vacuous
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_replayed_update_is_the_trainers(toy_data, tmp_path, case, device):
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES[case], device)
+    assert next(trainer.model.parameters()).device.type == device
+    batches = train_batches(task, cfg)
+    micro = cfg.optimization.update_freq[0]
+    for _ in range(2):  # a momentum buffer to carry
+        trainer.train_step([next(batches) for _ in range(micro)])
+    assert_replays_the_next_step(cfg, task, model, criterion, trainer, batches, micro)
+
+
+def test_an_update_attempted_again_is_replayed_as_taken(toy_data, tmp_path, monkeypatch):
+    """fairseq drops an update whose micro-batch ran out of memory (as one that overflowed in fp16) and trains the
+    next batches under the same update number: the replayed update is the attempt that was taken, not the two
+    attempts merged."""
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES["sgd"])
+    batches = train_batches(task, cfg)
+    for _ in range(2):
+        trainer.train_step([next(batches) for _ in range(2)])
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. (raised by the test)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(criterion, "forward", out_of_memory)
+        assert trainer.train_step([next(batches) for _ in range(2)]) is None
+    assert trainer.get_num_updates() == 2
+    assert_replays_the_next_step(cfg, task, model, criterion, trainer, batches, 2)
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", [["--fp16", "--fp16-init-scale", str(2**24)],
+                                       ["--amp", "--amp-init-scale", str(2**24), "--amp-batch-retries", "2"]])
+def test_an_fp16_overflow_keeps_the_attempt_taken(toy_data, tmp_path, precision):
+    """fairseq's real overflows: a loss scale of 2**24 overflows the fp16 gradients until it has halved enough.
+    After an overflow --fp16 trains the next batches under the same update number and --amp the same ones again;
+    the update kept is the attempt after which the number moved on, its batches alone."""
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, ["--update-freq", "2", *precision],
+                                                       "cuda")
+    batches = train_batches(task, cfg)
+    overflows = 0
+    while trainer.get_num_updates() < 3:
+        update_num = trainer.get_num_updates()
+        taken = [next(batches) for _ in range(2)]
+        trainer.train_step(taken)
+        if trainer.get_num_updates() == update_num:
+            overflows += 1
+            continue
+        samples = task.teaching.recorder.current.samples
+        assert len(samples) == 2, f"update {update_num}: {len(samples)} micro-batches recorded"
+        for recorded, batch in zip(samples, taken):
+            assert torch.equal(recorded["net_input"]["src_tokens"].cpu(), batch["net_input"]["src_tokens"])
+    assert overflows > 0, "no overflow: the test did not test it"
+
+
+def test_a_refresh_that_runs_out_of_memory_stops_in_one_line_with_the_rng_restored(toy_data, tmp_path, monkeypatch):
+    """fairseq would recover from it and train on without the refresh on this worker alone (the others waiting in
+    its collectives): it stops the run, naming the flags that set a refresh's memory, and leaves the student's RNG
+    as it was."""
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES["sgd"])
+
+    def out_of_memory(*args):
+        torch.rand(3)  # a refresh draws from the RNG before it fails
+        raise RuntimeError("CUDA out of memory. (raised by the test)")
+
+    monkeypatch.setattr(task.teaching, "refresh", out_of_memory)
+    rng = torch.get_rng_state()
+    with pytest.raises(SystemExit) as stopped:
+        task.teaching.guarded_refresh(task, None, model, criterion, trainer.optimizer, 100)
+    message = str(stopped.value.code)
+    assert "\n" not in message and "update 100" in message and "--teacher-dev-max-tokens" in message, message
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -86,9 +160,7 @@ def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tm
         return teach_once(teacher, optimizer, unrolled, lookahead)
 
     monkeypatch.setattr(teaching, "teach_once", replay_then_step)
-    batches = iter(task.get_batch_iterator(
-        dataset=task.dataset("train"), max_tokens=cfg.dataset.max_tokens, seed=1,
-    ).next_epoch_itr(shuffle=True))
+    batches = train_batches(task, cfg)
     for _ in range(5):  # updates 0-4: the window opens before update 1, the refresh comes before update 4
         trainer.train_step([next(batches) for _ in range(2)])
     assert seen, "no teacher step"

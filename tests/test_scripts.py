@@ -33,3 +33,20 @@ def test_bench_teacher_update_times_teacher_steps_at_the_defaults(toy_data):
     ratio = float(result.stdout.split("teacher update / student step:")[1])
     assert ratio > 1
     assert not os.path.exists(os.path.join(REPO, "checkpoints")), "it logged into the repository"
+
+
+def test_the_gpu_check_runs_its_steps_on_the_cpu(toy_data, tmp_path):
+    """scripts/gpu_check.sh --cpu: every step of the GPU check at a toy size, one report; the CUDA tests skip here
+    (tests/test_replay.py's CPU retry stands in for the fp16 overflows)."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    result = subprocess.run([os.path.join(REPO, "scripts", "gpu_check.sh"), str(toy_data), str(tmp_path), "--cpu"],
+                            capture_output=True, text=True, cwd=REPO, env=env)
+    report = (tmp_path / "report.md").read_text()
+    assert result.returncode == 0, report + result.stderr[-3000:]
+    for title in ("Versions", "CUDA tests", "Cost per update", "A long unroll", "Resume from a checkpoint",
+                  "fp16 overflows"):
+        assert f"## {title}" in report, report
+    assert report.rstrip().endswith("All steps passed.")
+    rows = [line for line in report.splitlines() if line.startswith("| toy | fp32 |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen"]
+    assert "bit for bit the uninterrupted run's" in report and "1 passed" in report

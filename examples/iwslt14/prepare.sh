@@ -5,4 +5,4 @@
 # See examples/iwslt14/prepare.py --help for what each step does.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-exec "$ROOT/.venv/bin/python" "$ROOT/examples/iwslt14/prepare.py" "$@"
+exec "${PYTHON:-python3}" "$ROOT/examples/iwslt14/prepare.py" "$@"

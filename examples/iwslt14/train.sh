@@ -5,7 +5,8 @@
 #   --sgd: the paper's optimizer for the LSTM students: plain SGD on sentence-averaged gradients clipped to norm 5,
 #   lr 1.0 halved whenever dev BLEU stops improving (with l2t_dlf's default loss scale the same learning rate fits
 #   both losses). Any fairseq data works with --data, e.g. Multi30k from examples/multi30k/prepare.sh.
-# Called by train_lstm1.sh, train_lstm2.sh, train_transformer.sh and train_small.sh.
+# Called by train_lstm1.sh, train_lstm2.sh, train_transformer.sh and train_small.sh.  Runs in the active Python
+# environment (PYTHON, by default python3: the one where fairseq and this plugin are installed).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -57,7 +58,7 @@ esac
 [[ -f "$DATA/dict.en.txt" ]] || { echo "train.sh: error: --data $DATA: no binarized data (run examples/iwslt14/prepare.sh)" >&2; exit 2; }
 SAVE_DIR=${SAVE_DIR:-runs/iwslt14-$STUDENT-$LOSS${SGD:+-sgd}}
 
-.venv/bin/fairseq-train "$DATA" --user-dir l2t_fairseq "${OBJECTIVE[@]}" "${MODEL[@]}" \
+"${PYTHON:-python3}" -m fairseq_cli.train "$DATA" --user-dir l2t_fairseq "${OBJECTIVE[@]}" "${MODEL[@]}" \
     --eval-bleu --eval-bleu-args '{"beam": 1}' --eval-tokenized-bleu --eval-bleu-remove-bpe \
     --best-checkpoint-metric bleu --maximize-best-checkpoint-metric \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 --seed 1 "${EXTRA[@]}"

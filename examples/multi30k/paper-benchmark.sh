@@ -18,7 +18,7 @@
 # training (l2t-train-teacher --students / --patience), a student being a whole run at the converged budget.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source .venv/bin/activate
+PY=${PYTHON:-python3}  # the active environment (make setup's: source .venv/bin/activate first)
 OUT=docs/benchmark/multi30k-paper
 WORK=runs/benchmark
 
@@ -41,7 +41,7 @@ benchmark() {  # benchmark ROWS... -- SEEDS... [--report]
     local rows=()
     while [ "$1" != "--" ]; do rows+=("$1"); shift; done
     shift
-    l2t-benchmark --preset "$PRESET" --rows "${rows[@]}" --seeds "$@" --jobs 1 --threads 1 --resume-cut-runs \
+    "$PY" -m l2t_fairseq.benchmark.runner --preset "$PRESET" --rows "${rows[@]}" --seeds "$@" --jobs 1 --threads 1 --resume-cut-runs \
         --teacher-students "${TEACHER_STUDENTS:-3}" --teacher-patience "${TEACHER_PATIENCE:-1}" \
         --out "$RESULTS" --work "$WORK/$PRESET" "${EXTRA[@]}"
 }
@@ -63,7 +63,7 @@ benchmark cross_entropy label_smoothed l2t_dlf l2t_dlf_frozen -- 1 2 3 && report
 benchmark cross_entropy l2t_dlf_trained -- 1 2 3 && report
 benchmark cross_entropy l2t_dlf cross_entropy_equal_time -- 1 2 3 && report
 # seeds 4 and 5: a frozen row's teachers are the online runs of those seeds
-BEST_ROW=${BEST_ROW:-$(python -c '
+BEST_ROW=${BEST_ROW:-$("$PY" -c '
 import json, sys
 summary = json.load(open(sys.argv[1]))["summary"]
 rows = ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained")

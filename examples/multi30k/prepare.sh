@@ -5,4 +5,4 @@
 # Usage: examples/multi30k/prepare.sh [--data DIR] [--out data/multi30k] [--spm] [--bpe-tokens 8000]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-exec "$ROOT/.venv/bin/python" "$ROOT/examples/multi30k/prepare.py" "$@"
+exec "${PYTHON:-python3}" "$ROOT/examples/multi30k/prepare.py" "$@"

@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import re
+import sys
 
 import matplotlib
 import torch
@@ -167,3 +168,7 @@ def main(argv=None):
     parser.add_argument("data", help="its binarized data (the training targets' frequencies)")
     args = parser.parse_args(argv)
     plot_all(args.out, args.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

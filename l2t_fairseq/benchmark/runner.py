@@ -68,7 +68,7 @@ import threading
 
 import torch
 
-from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
+from l2t_fairseq import checkpoints, commands  # noqa: F401 - checkpoints: lets torch.load read fairseq checkpoints
 from l2t_fairseq.benchmark.plots import plot_all
 from l2t_fairseq.benchmark.presets import (
     BASELINE,
@@ -99,8 +99,6 @@ from l2t_fairseq.run_segments import (
 )
 from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
 from l2t_fairseq.whole_files import write_whole
-
-BIN = os.path.dirname(sys.executable)
 
 # a child that runs fairseq-train and reports its peak CUDA memory (0 on the CPU)
 TRAIN_CHILD = (
@@ -204,9 +202,10 @@ class Benchmark:
         record = self.load(BASELINE, seed)
         recorded = [list(point) for point in record["dev_bleu_curve"] if point[0] <= update]
         if curve != recorded:
-            kernels = record.get("kernels", "not recorded")
+            theirs = record.get("kernels", "not recorded")
             print(f"  {key}: trained again to update {update} in {run_dir}, its dev BLEU curve {curve} is not its "
-                  f"record's {recorded} (another machine's arithmetic: {cpu_kernels()} here, {kernels} there): "
+                  f"record's {recorded} (another machine's arithmetic: {kernels(self.args.device)} here, {theirs} "
+                  "there): "
                   "the run that starts from it is recorded as starting from this one", flush=True)
         return last, {"folder": run_dir, "dev_bleu_curve": curve, "same_as_record": curve == recorded}
 
@@ -296,7 +295,8 @@ class Benchmark:
             "train_seconds": float(re.findall(r"done training in ([0-9.]+) seconds", output)[-1]),
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
             "dev_bleu_curve": dev_bleu_curve(earlier + output),
-            "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]), "kernels": cpu_kernels(),
+            "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
+            "kernels": kernels(self.args.device), "device": self.args.device,
         }
         if resumes:  # only the last segment was measured whole: its cost per update, over the whole run
             share = updates / (updates - resumes[-1])
@@ -427,7 +427,7 @@ class Benchmark:
             # the online row's fairseq-train flags, less those l2t-train-teacher sets itself
             flags = without(self.train_command("l2t_dlf", 0, "RUN", args.max_update)[4:],
                             "--task", "--criterion", "--seed", "--save-dir", "--user-dir")
-            command = [os.path.join(BIN, "l2t-train-teacher"), args.data, *flags, "--out", kept, "--runs", work,
+            command = [*commands.command("l2t-train-teacher"), args.data, *flags, "--out", kept, "--runs", work,
                        "--students", str(args.teacher_students), "--patience", str(args.teacher_patience)]
             os.makedirs(work, exist_ok=True)
             print(f"[{datetime.datetime.now():%H:%M:%S}] teacher training (l2t-train-teacher) in {work}", flush=True)
@@ -437,7 +437,7 @@ class Benchmark:
     def decode_test_set(self, run_dir):
         """Test hypotheses and references in corpus order (fairseq's tokenized text, BPE removed), and BLEU4."""
         command = [
-            os.path.join(BIN, "fairseq-generate"), self.args.data, "--user-dir", PLUGIN, "--path",
+            *commands.command("fairseq-generate"), self.args.data, "--user-dir", PLUGIN, "--path",
             os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
             "--max-len-a", "1.2", "--max-len-b", "10", *self.preset["generate"],
         ]
@@ -634,6 +634,31 @@ def teacher_training_cost(students, runs):
     return cost
 
 
+def kernels(device):
+    """What a run's arithmetic depends on beyond its command: the CPU's kernels, or the GPU and CUDA's version."""
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, torch {torch.__version__}"
+    return cpu_kernels()
+
+
+def on_device(preset, device):
+    """The preset as it trains and decodes on ``device``: on a GPU, its ``--cpu`` flags dropped."""
+    if device == "cpu":
+        return preset
+    return {**preset, **{key: [f for f in preset[key] if f != "--cpu"] for key in ("train", "generate")}}
+
+
+def check_device(out, device):
+    """One line where OUT already holds records made on the other device: GPU and CPU rows are never mixed (their
+    costs differ, and so can their arithmetic)."""
+    for path in sorted(glob.glob(os.path.join(out, "records", "*.json"))):
+        with open(path) as f:
+            recorded = json.load(f).get("device", "cpu")
+        if recorded != device:
+            raise UsageError(f"--out {out}: holds records made on the {recorded} ({os.path.basename(path)}); "
+                             f"give --device {device} runs a folder of their own")
+
+
 def cpu_kernels():
     """What a CPU run's arithmetic depends on beyond its command: the processor, the instruction set torch's
     kernels use, torch's version (a run trained again where one of them differs may not be the recorded run)."""
@@ -686,7 +711,7 @@ def save_teacher(checkpoint, path):
     """Only the teacher of an l2t_translation checkpoint and its Adam state, in the layout ``--teacher-path`` reads
     (kilobytes; the Adam state for ``--continue-teacher``)."""
     state = torch.load(checkpoint, map_location="cpu")["extra_state"][CHECKPOINT_KEY]
-    save_teacher_file(state["teacher"], str(path), state["teacher_optimizer"])
+    save_teacher_file(state, str(path))
 
 
 def add_run_arguments(parser, out_help, work_default, default_seeds):
@@ -745,17 +770,24 @@ def main(argv=None):
                         "only decode their test sets; their training folders stay where the search left them")
     parser.add_argument("--report", action="store_true", help="train nothing: rewrite the tables and plots from "
                         "the finished runs' records")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: train and decode on the "
+                        "GPU, --jobs runs at once on it (the preset's --cpu dropped); the records, their own "
+                        "cross-entropy rows included, go to OUT-cuda (default --out and --work) and name the GPU")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    preset = PRESETS[args.preset]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: PyTorch sees no CUDA device here")
+    preset = on_device(PRESETS[args.preset], args.device)
     args.max_update = args.max_update or preset["max_update"]
     args.jobs = args.jobs or preset["jobs"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
     args.sequence_start_update = validation_update(args.sequence_start, args)
     student = [*preset["train"], *shlex.split(args.student_flags)]
     args.finetune_lr = args.finetune_lr or float(after(student, "--lr")) / 10
-    args.out = args.out or os.path.join("docs", "benchmark", args.preset)
-    args.work = args.work or os.path.join("runs", "benchmark", args.preset)
+    suffix = "-cuda" if args.device == "cuda" else ""
+    args.out = args.out or os.path.join("docs", "benchmark", args.preset + suffix)
+    args.work = args.work or os.path.join("runs", "benchmark", args.preset + suffix)
+    check_device(args.out, args.device)
     args.rows = [row for row in ROWS if row in args.rows]  # cross_entropy first: the baseline
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -776,3 +808,7 @@ def main(argv=None):
 
 def cli(entry=None, name="l2t-benchmark"):
     return console_command(entry or main, name)
+
+
+if __name__ == "__main__":  # python -m l2t_fairseq.benchmark.runner: l2t-benchmark in the active environment
+    sys.exit(cli())

@@ -274,6 +274,7 @@ def main(argv=None):
                         "from the finished runs' records")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
+    args.device = "cpu"  # the dev search runs on the CPU, beside the CPU benchmark's records
     preset = PRESETS[args.preset]
     args.max_update = args.max_update or preset["max_update"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
@@ -295,3 +296,7 @@ def main(argv=None):
 
 def cli():
     return runner.cli(main, "l2t-search")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -4,8 +4,10 @@ A thin adapter: fairseq's hooks call into :class:`l2t_fairseq.teaching.Teaching`
 which holds the teacher, the state it reads and the refresh protocol.
 """
 
+import os
 from dataclasses import dataclass
 
+from fairseq import utils
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
@@ -23,6 +25,13 @@ class L2TTranslationConfig(TranslationConfig, TeachingConfig):
 @register_task("l2t_translation", dataclass=L2TTranslationConfig)
 class L2TTranslationTask(TranslationTask):
     cfg: L2TTranslationConfig
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        data = utils.split_paths(cfg.data)[0] if cfg.data else None
+        if not data or not os.path.isdir(data):
+            raise UsageError(f"DATA {cfg.data}: no such directory (a folder of fairseq-preprocess's binarized data)")
+        return super().setup_task(cfg, **kwargs)
 
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
