@@ -26,6 +26,7 @@ import tempfile
 
 import torch
 
+from l2t_fairseq import teacher_log
 from l2t_fairseq.run_segments import measured_run
 
 PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "l2t_fairseq")
@@ -81,11 +82,10 @@ def measure(log, save_dir, after):
     if not counted:
         raise RuntimeError(f"no logged interval after update {after}: train longer")
     records = []
-    path = os.path.join(save_dir, "teacher.jsonl")
+    path = os.path.join(save_dir, teacher_log.TEACHER_LOG)
     if os.path.isfile(path):
-        with open(path) as f:
-            # the refresh at update u runs in the train step that takes num_updates from u to u + 1
-            records = [r for r in map(json.loads, f) if after <= r["update"] < last]
+        # the refresh at update u runs in the train step that takes num_updates from u to u + 1
+        records = [r for r in teacher_log.read(path) if after <= r["update"] < last]
     refresh = sum(r["seconds"] for r in records)
     peak = re.search(r"peak_cuda_mib ([\d.]+)", log)
     gaps = [r["replay_gap"] for r in records if "replay_gap" in r]

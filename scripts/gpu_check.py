@@ -39,6 +39,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import bench_cost  # noqa: E402 - a script beside this one
 
+from l2t_fairseq import teacher_log  # noqa: E402
+
 # the sizes: GPU (8 minutes in all on an H200) and --cpu (a toy's minute)
 # interval: K; unroll: U (and the long unroll's); stop/resume: the resumed run's updates; cheap: cheaper refreshes
 SIZES = {
@@ -103,8 +105,7 @@ def l2t_run(data, device, size, student, save_dir, *flags):
 
 
 def refreshes(save_dir):
-    with open(os.path.join(save_dir, "teacher.jsonl")) as f:
-        return [json.loads(line) for line in f]
+    return teacher_log.read(os.path.join(save_dir, teacher_log.TEACHER_LOG))
 
 
 def long_unroll(data, device, size, work):

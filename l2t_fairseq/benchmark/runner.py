@@ -732,7 +732,7 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
     parser.add_argument("--student-flags", default="", help="extra fairseq-train flags of every run, after the "
                         "preset's, e.g. '--lr 1e-3' (default: none)")
     parser.add_argument("--resume-cut-runs", action="store_true", help="a run cut off goes on from its last "
-                        "checkpoint instead of starting again (for runs longer than a sitting; its CPU time "
+                        "checkpoint instead of starting again (for runs longer than a machine is held; its CPU time "
                         "adds up its segments' snapshots, its wall time is the last segment's per update, and "
                         "past its first epoch fairseq draws the resumed epoch's batches anew, so it is no longer "
                         "bit-identical to an uninterrupted run); a finished cross-entropy run in --work given a "
