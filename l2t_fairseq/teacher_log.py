@@ -27,3 +27,8 @@ def truncate(save_dir, last_update):
         return
     kept = [record for record in read(path) if record["update"] <= last_update]
     write_whole(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def coefficients(save_dir):
+    """Phi after each refresh logged in ``save_dir``, as lists, in order."""
+    return [record["phi"] for record in read(os.path.join(save_dir, TEACHER_LOG))]
