@@ -8,16 +8,29 @@ hypergradient or dev objective on any worker skips the step on all of them,
 so the teacher and its Adam state stay finite.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
+from fairseq import metrics
 
 from l2t_fairseq.distributed import all_reduce_sum, mean_over_workers
 from l2t_fairseq.expected_bleu import DevExpectedBleu
 from l2t_fairseq.hypergrad import final_weights, hypergradient
 from l2t_fairseq.student import double_backward_safe
 from l2t_fairseq.unroll_optimizer import UpdateRule
+
+KEEP_ALL_BYTES = 2**30  # --unroll-keep-every 0 keeps every snapshot of the unroll where they fit in this
+
+
+def keep_every(requested, unroll_steps, params):
+    """k: ``requested`` if given (``--unroll-keep-every``), else every snapshot where the U of them fit in
+    KEEP_ALL_BYTES (no forward step recomputed), else about sqrt(U) (memory about 2 sqrt(U) x the student)."""
+    if requested:
+        return requested
+    snapshots = unroll_steps * sum(p.numel() * p.element_size() for p in params.values())
+    return 1 if snapshots <= KEEP_ALL_BYTES else math.ceil(math.sqrt(unroll_steps))
 
 
 @dataclass
@@ -38,6 +51,11 @@ class TeacherStep:
 
     def record(self):
         return {name: value for name, value in vars(self).items() if value is not None}
+
+    def log_metrics(self):
+        for name in ("dev_expected_bleu", "hypergrad_norm", "lookahead_gain"):
+            if getattr(self, name) is not None:
+                metrics.log_scalar(f"teacher_{name}", getattr(self, name), round=6)
 
 
 def teacher_step(teacher, optimizer, phis=None, d_phis=None, dev_objective=0.0):

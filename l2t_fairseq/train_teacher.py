@@ -48,7 +48,7 @@ from l2t_fairseq.run_segments import (
     start_afresh,
     whole_run_cpu,
 )
-from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.teacher_file import CHECKPOINT_KEY, save_teacher_file
 from l2t_fairseq.whole_files import write_whole
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))

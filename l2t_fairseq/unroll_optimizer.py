@@ -35,7 +35,7 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.student import master_weights, split_like_optimizer
+from l2t_fairseq.student import fp32_params, master_weights, split_like_optimizer
 
 UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 
@@ -105,6 +105,19 @@ def student_rule(model, optimizer, choice, unroll_lr=None, momentum=True, clip_n
         rule = sgd_rule(model, optimizer, unroll_lr)
     rule.clip_norm = clip_norm
     return rule
+
+
+def snapshot(model, optimizer, cfg, copy=True):
+    """The student's fp32 weights and its update rule under ``cfg``'s unroll flags now (``copy``: kept while the
+    student trains on)."""
+    rule = student_rule(model, optimizer, cfg.unroll_optimizer, cfg.unroll_lr,
+                        momentum=not cfg.no_unroll_momentum, clip_norm=cfg.clip_norm)
+    params = fp32_params(model, optimizer)
+    if copy:
+        params = {name: p.clone() for name, p in params.items()}
+        if rule.velocity is not None:
+            rule.velocity = {name: v.clone() for name, v in rule.velocity.items()}
+    return params, rule
 
 
 def optimizer_state(model, optimizer, key):

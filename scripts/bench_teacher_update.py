@@ -70,9 +70,9 @@ def measure(args, fairseq_flags, save_dir):
     for _ in range(args.repeats):
         task.teaching.recorder.window = window
         start = time.perf_counter()
-        task.teaching.refresh(task, sample, trainer.model, criterion, trainer.optimizer, trainer.get_num_updates())
+        task.teaching.refresh(sample, trainer.model, trainer.optimizer, trainer.get_num_updates())
         update_times.append(time.perf_counter() - start)
-    steps = {int(s["step"]) for s in task.teaching.teacher_optimizer.state.values()}
+    steps = {int(s["step"]) for s in task.coefficients.optimizer.state.values()}
     if steps != {args.repeats}:
         sys.exit(f"bench_teacher_update: error: {steps or 'no'} teacher steps in {args.repeats} refreshes: "
                  "the unroll was not timed")

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from l2t_fairseq import teacher_step
 from l2t_fairseq.student import fp32_params
 
 
@@ -72,14 +73,15 @@ def measure(data, steps, keep_every, device, fairseq_flags, save_dir):
     before = peak_mib(device)
     sample = utils.move_to_cuda(next(batches)) if device == "cuda" else next(batches)  # as the task gets it
     refresh = timed(device, lambda: teaching.refresh(
-        task, sample, trainer.model, criterion, trainer.optimizer, trainer.get_num_updates()
+        sample, trainer.model, trainer.optimizer, trainer.get_num_updates()
     ))
     after = peak_mib(device)
-    if not teaching.teacher_optimizer.state:
+    if not teaching.coefficients.optimizer.state:
         raise RuntimeError("the refresh took no teacher step: nothing of the unroll was timed")
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
-        "U": steps, "keep_every": teaching.keep_every(fp32_params(model, trainer.optimizer)), "parameters": parameters,
+        "U": steps, "parameters": parameters,
+        "keep_every": teacher_step.keep_every(cfg.task.unroll_keep_every, steps, fp32_params(model, trainer.optimizer)),
         "student_step_s": statistics.median(step_times[2:]), "refresh_s": refresh,
         "peak_before_mib": before, "peak_after_mib": after,
     }

@@ -1,6 +1,8 @@
 """Tiny students and synthetic batches, made by the tests themselves."""
 
+import inspect
 import os
+import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -17,7 +19,32 @@ from l2t_fairseq.candidates import build_candidates
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
 # the CUDA variants of the exactness and training tests; they run where a GPU is (docs/tests.md says where they ran)
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA_MARKS = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def needs_cuda(test):
+    for mark in CUDA_MARKS:
+        test = mark(test)
+    return test
+
+
+# what trains a student with fairseq (fairseq-train, its Trainer, the plugin's commands and recipes): a test that
+# calls one, itself or through a fixture, is marked slow
+TRAINS = re.compile(r"\b(run|l2t_train|train_in_process|ddp_train|trainer_for|Trainer|script|cli_main|benchmark)\(")
+
+
+def trains(function, fixtures):
+    return bool(TRAINS.search(inspect.getsource(function))) or any(
+        trains(definition.func, fixtures) for name in inspect.signature(function).parameters
+        for definition in fixtures.get(name, ()) if definition.func is not function
+    )
+
+
+def pytest_collection_modifyitems(items):
+    """``-m "not slow"``: the tests that train nothing (seconds in all); ``-m "not cuda"``: those that need no GPU."""
+    for item in items:
+        if trains(item.function, item._fixtureinfo.name2fixturedefs):
+            item.add_marker(pytest.mark.slow)
 SHARED = os.path.join(REPO, "..", "shared", "data", "iwslt14")
 
 

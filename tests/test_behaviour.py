@@ -9,6 +9,7 @@ behaviour records the file again, deliberately, and says why:
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, l2t_train
@@ -26,14 +27,15 @@ RELATIVE = 1e-4  # float sums over a few thousand weights, on another x86 CPU wi
 
 def fingerprint(save_dir):
     """What the run did: each refresh's measures and coefficients, and the student's final weights."""
-    refreshes = []
-    for record, phi in zip(teacher_log.read(save_dir / "teacher.jsonl"), teacher_log.coefficients(save_dir)):
-        refreshes.append({**{k: record[k] for k in MEASURES if k in record},
-                          "phi_sum": float(sum(phi)), "phi_max": float(max(phi))})
+    log = str(save_dir / "teacher.jsonl")
+    refreshes = [{**{k: record[k] for k in MEASURES if k in record},
+                  "phi_bands": {name: [band["mean"], band["max"]] for name, band in record["phi_bands"].items()}}
+                 for record in teacher_log.read(log)]
+    phi = [[float(row.astype(np.float64).sum()), float(row.max())] for _, row in teacher_log.coefficients(log)]
     model = checkpoint_utils.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))["model"]
     weights = {name: [float(w.double().sum()), float(w.double().abs().sum())] for name, w in model.items()
                if w.is_floating_point()}
-    return {"refreshes": refreshes, "weights": weights}
+    return {"refreshes": refreshes, "phi": phi, "weights": weights}
 
 
 def assert_close(got, expected, where):
@@ -60,4 +62,4 @@ def test_a_small_run_behaves_as_recorded(toy_data, tmp_path):
         recorded = json.load(f)
     assert recorded["flags"] == [str(flag) for flag in FLAGS], "the flags changed: record the file again"
     assert len(got["refreshes"]) == 2
-    assert_close(got, {k: recorded[k] for k in ("refreshes", "weights")}, "run")
+    assert_close(got, {k: recorded[k] for k in ("refreshes", "phi", "weights")}, "run")

@@ -548,6 +548,50 @@ def test_the_table_says_on_which_side_each_significant_seed_lies():
     assert table["| cross_entropy"][column] == "-" and table["| l2t_dlf"][column] == "1 / 1"
 
 
+def test_label_smoothing_is_tested_against_each_teacher_row_directly(tmp_path):
+    """Not through cross-entropy: each teacher row against label smoothing of the same seed, by the paired
+    bootstrap with 10,000 resamples (a p-value near 0.05 then stays on its side whatever the resampling's seed)."""
+    from l2t_fairseq.benchmark.report import BOOTSTRAP_SAMPLES, markdown, summarize
+
+    assert BOOTSTRAP_SAMPLES >= 10_000
+    references = [f"the word {i} is here" for i in range(40)]
+    (tmp_path / "reference.txt").write_text("\n".join(references) + "\n")
+    worse = [line if i % 3 else "nothing" for i, line in enumerate(references)]
+    for seed in (1, 2, 3):
+        for row, lines in (("cross_entropy", worse), ("label_smoothed", references), ("l2t_dlf", worse)):
+            (tmp_path / f"{row}-seed{seed}.hyp").write_text("\n".join(lines) + "\n")
+
+    def run(bleu):
+        return {"test_bleu": bleu, "best_dev_bleu": bleu, "train_seconds": 10.0, "peak_rss_mib": 500.0,
+                "updates": 100}
+
+    runs = {str(s): {"cross_entropy": run(60.0), "label_smoothed": run(100.0), "l2t_dlf": run(60.0)} for s in (1, 2, 3)}
+    summary = summarize(runs, ["cross_entropy", "label_smoothed", "l2t_dlf"], str(tmp_path))
+    direct = summary["l2t_dlf"]["vs_label_smoothed"]
+    assert direct["seeds"] == [1, 2, 3] and direct["gap"] == -40.0 and max(direct["paired_bootstrap_p"]) < 0.05
+    meta = {"date": "2026-12-05", "machine": "test", "command": "test", "data": "test", "seeds": [1, 2, 3],
+            "max_update": 100, "finished_runs": 9, "planned_runs": None,
+            "bootstrap": {"resamples": BOOTSTRAP_SAMPLES, "seed": "12345"}}
+    text = markdown(summary, meta)
+    assert "l2t_dlf -40.00 (p " in text and "behind on 0 / 3 of 3 seeds" in text and "10,000 resamples" in text
+
+
+def test_the_report_says_which_seeds_start_alike_and_where_runs_were_resumed():
+    from l2t_fairseq.benchmark.report import pairing_summary
+
+    def facts(weights, batches, until=None):
+        return {"pairing": {"initial_weights_sha256": weights, "first_batches_sha256": batches,
+                            "same_batches_until": until}}
+
+    runs = {"1": {"cross_entropy": facts("a", "b"), "l2t_dlf": facts("a", "b", until=600)},
+            "2": {"cross_entropy": facts("c", "d"), "l2t_dlf": facts("e", "d")},
+            "3": {"cross_entropy": {"pairing": None}}}
+    summary = pairing_summary(runs)
+    assert summary["probed_runs"] == 4 and summary["resumed_later"] == ["l2t_dlf seed 1 at 600"]
+    assert summary["seeds"]["1"]["same_weights"] and not summary["seeds"]["2"]["same_weights"]
+    assert summary["seeds"]["2"]["same_first_batches"] and summary["seeds"]["3"]["rows"] == 0
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_a_valid_training_command(name):
     """Each preset's student flags parse as fairseq-train's, with the plugin's task and criterion; the paper's SGD

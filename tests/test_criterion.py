@@ -62,21 +62,23 @@ def make_task(dictionary, **overrides):
 def make_criterion(task, phi_normalization="none", loss_scale="paper", nll_weight=0.0, sentence_avg=False):
     """The paper's loss with the coefficients used as they are (not the defaults), so that the tests can set
     them."""
-    return L2TDLFCriterion(task, phi_normalization, loss_scale, nll_weight, sentence_avg)
+    criterion = L2TDLFCriterion(task, phi_normalization, loss_scale, nll_weight, sentence_avg)
+    task.connect(criterion)
+    return criterion
 
 
 def test_student_gradient_flows_only_through_log_p(dictionary):
     """The criterion's gradient is d(-sigmoid(Phi log p))/d log p times d log p / d omega; the teacher gets none."""
     task = make_task(dictionary)
     with torch.no_grad():
-        task.teaching.teacher.W.uniform_(0.1, 2.0)
+        task.coefficients.teacher.W.uniform_(0.1, 2.0)
     criterion = make_criterion(task)
     model = tiny_student("transformer", dictionary, dropout=0.0).float()
     sample = synthetic_batch(dictionary, sentences=4, seed=3)
 
     loss, sample_size, logging_output = criterion(model, sample)
     loss.backward()
-    assert all(p.grad is None for p in task.teaching.teacher.parameters())
+    assert all(p.grad is None for p in task.coefficients.teacher.parameters())
     assert sample_size == sample["ntokens"] == logging_output["ntokens"]
 
     # the same gradient by the chain rule, with the analytic d loss / d log p(y_r)
@@ -84,7 +86,7 @@ def test_student_gradient_flows_only_through_log_p(dictionary):
     lprobs = model(**sample["net_input"])[0].log_softmax(-1)
     target = sample["target"]
     target_lprobs = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    coefficient = task.teaching.phi()[target]
+    coefficient = task.coefficients.phi()[target]
     s = torch.sigmoid(coefficient * target_lprobs.detach())
     d_loss_d_lprob = (-s * (1 - s) * coefficient).masked_fill(target.eq(dictionary.pad()), 0)
     (target_lprobs * d_loss_d_lprob).sum().backward()
@@ -170,7 +172,7 @@ def test_the_teacher_does_not_shift_the_students_initialization(dictionary):
     after_teacher = torch.randn(5)
     torch.manual_seed(1)
     assert torch.equal(torch.randn(5), after_teacher)
-    keys = [make_task(dictionary, seed=s).teaching.teacher.V for s in (1, 1, 2)]
+    keys = [make_task(dictionary, seed=s).coefficients.teacher.V for s in (1, 1, 2)]
     assert torch.equal(keys[0], keys[1]) and not torch.equal(keys[0], keys[2])
 
 
@@ -179,13 +181,13 @@ def test_the_cross_entropy_scale_gives_cross_entropys_gradient_at_the_start(dict
     """--loss-scale cross_entropy (the default): at the initial coefficients the loss's gradient in log p is between
     0.79 and 1 times cross-entropy's for every token, 1 where p = 1; the paper's scale is about 1/(4 ln|V|) of it."""
     task = make_task(dictionary, teacher_parametrization="exp")
-    default = L2TDLFCriterion(task, "token_mean", "cross_entropy", 0.0, False)
+    default = make_criterion(task, "token_mean", "cross_entropy")
     paper = make_criterion(task, "token_mean")
     vocab = len(dictionary)
     lprobs = torch.linspace(-math.log(vocab), 0, 50).view(1, 50, 1).expand(1, 50, vocab).clone()
     lprobs.requires_grad_()
     target = torch.full((1, 50), 4)
-    phi = task.teaching.phi()
+    phi = task.coefficients.phi()
     (d_default,) = torch.autograd.grad(default.loss(lprobs, target, phi)[0], lprobs)
     (d_paper,) = torch.autograd.grad(paper.loss(lprobs, target, phi)[0], lprobs)
     ratio = -d_default[0, :, 4]  # cross-entropy's gradient in log p(y) is -1
@@ -201,8 +203,8 @@ def test_phi_init_sets_where_the_coefficients_start_and_the_loss_scale(dictionar
     cross-entropy scale is 4: the gradient in log p is cross-entropy's where p = 1 and vanishes for words the
     student gives little probability (the sigmoid saturates)."""
     task = make_task(dictionary, teacher_parametrization="exp", phi_init=1.0)
-    criterion = L2TDLFCriterion(task, "token_mean", "cross_entropy", 0.0, False)
-    phi = task.teaching.phi()
+    criterion = make_criterion(task, "token_mean", "cross_entropy")
+    phi = task.coefficients.phi()
     torch.testing.assert_close(phi, torch.ones(len(dictionary)))
     assert criterion.loss.coefficient_mean == 1.0 and criterion.loss.scale == 4.0
     lprobs = torch.tensor([-8.0, -1.0, 0.0]).view(1, 3, 1).expand(1, 3, len(dictionary)).clone().requires_grad_()
@@ -211,4 +213,4 @@ def test_phi_init_sets_where_the_coefficients_start_and_the_loss_scale(dictionar
     torch.testing.assert_close(weights, 4 * torch.sigmoid(lprobs[0, :, 4]) * torch.sigmoid(-lprobs[0, :, 4]))
     assert weights[0] < 0.002 and weights[-1] == pytest.approx(1)
     # by default the start is 1/ln|V|
-    assert make_task(dictionary).teaching.phi_init == pytest.approx(1 / math.log(len(dictionary)))
+    assert make_task(dictionary).coefficients.phi_init == pytest.approx(1 / math.log(len(dictionary)))

@@ -4,6 +4,7 @@ import re
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import PLUGIN, TEACHER_INTERVAL, TRAINED_UPDATES, l2t_train, run, teacher_state, teacher_weights
@@ -30,15 +31,19 @@ def test_training_improves_dev_loss_and_trains_the_teacher(trained):
     assert "teacher_dev_expected_bleu" in log and "teacher_hypergrad_norm" in log
     records = teacher_log(save_dir)
     assert [r["update"] for r in records] == [TEACHER_INTERVAL * (i + 1) for i in range(teacher_updates)]
+    phis = dict((r["update"], phi) for r, phi in teacher_log_file.coefficients(str(save_dir / "teacher.jsonl")))
+    assert list(phis) == [r["update"] for r in records if "phi_row" in r] and records[0]["update"] in phis
     for r in records:
         assert 0 <= r["dev_expected_bleu"] <= 1 and r["hypergrad_norm"] > 0
         # M~ after the step minus before, on the same batches and candidates: small, finite, not exactly 0
         assert r["lookahead_gain"] != 0 and abs(r["lookahead_gain"]) < 1
-        seen = sum(band["words"] for band in r["phi_bands"].values())
-        assert list(r["phi_bands"]) == ["1-100"] and 0 < seen < len(r["phi"])  # toy: fewer than 100 target words
         band = r["phi_bands"]["1-100"]
-        assert band["min"] <= band["mean"] <= band["max"] and band["max"] <= max(r["phi"]) + 1e-5
-        assert all(0 <= s <= 1 for s in r["state"]) and len(r["phi"]) == teacher_weights(state["teacher"])[0].size(0)
+        assert list(r["phi_bands"]) == ["1-100"] and band["min"] <= band["mean"] <= band["max"]
+        assert r["phi_digest"]["largest"][0][1] >= band["max"] - 1e-5 and all(0 <= s <= 1 for s in r["state"])
+        if r["update"] in phis:  # toy: fewer than 100 target words, the largest coefficient among them or others
+            phi = phis[r["update"]]
+            assert 0 < band["words"] < len(phi) == teacher_weights(state["teacher"])[0].size(0)
+            assert abs(max(phi) - r["phi_digest"]["largest"][0][1]) < 1e-3
     assert records[-1]["dev_expected_bleu"] > records[0]["dev_expected_bleu"], "the student did not improve on dev"
     W, start = teacher_weights(state["teacher"])
     assert not torch.allclose(W, start), "the teacher never moved"
@@ -67,6 +72,7 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(toy_data, tmp_path, start, s
     resumed.mkdir()
     shutil.copy(whole / "checkpoint_1_7.pt", resumed / "checkpoint_last.pt")
     shutil.copy(whole / "teacher.jsonl", resumed / "teacher.jsonl")
+    shutil.copy(whole / "teacher_phi.npy", resumed / "teacher_phi.npy")
     result = l2t_train(toy_data, resumed, *flags)
     assert f"Loaded checkpoint {resumed}/checkpoint_last.pt" in result.stdout
 
@@ -76,6 +82,8 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(toy_data, tmp_path, start, s
     # the records logged after the checkpoint are not doubled
     assert [r["update"] for r in timeless(resumed)] == [5, 10, 15, 20, 25]
     assert timeless(resumed) == timeless(whole)
+    phis = [teacher_log_file.read_phi(str(d / "teacher.jsonl")) for d in (whole, resumed)]
+    assert phis[0].shape[0] == 2 and np.array_equal(*phis)  # refreshes 1 and the last (--phi-log-every 10)
     ends = [checkpoint_utils.load_checkpoint_to_cpu(str(d / "checkpoint_last.pt")) for d in (whole, resumed)]
     for name, value in ends[0]["model"].items():
         assert torch.equal(value, ends[1]["model"][name]), name
@@ -186,7 +194,7 @@ def test_adam_unroll_with_relative_positive_coefficients(toy_data, tmp_path):
     records = teacher_log(tmp_path)
     assert [r["update"] for r in records] == [10, 20, 30]
     assert all(r["hypergrad_norm"] > 0 and r["lookahead_gain"] != 0 for r in records)
-    assert all(min(r["phi"]) > 0 for r in records)
+    assert all(min(phi) > 0 for _, phi in teacher_log_file.coefficients(str(tmp_path / "teacher.jsonl")))
     state = teacher_state(tmp_path / "checkpoint_last.pt")["teacher"]
     assert set(state) == {"log_W", "V"}
     assert state["log_W"].std() > 0.01  # a relative lr of 0.05: three steps move log W visibly

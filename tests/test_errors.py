@@ -52,6 +52,13 @@ def test_other_criterion(toy_data, tmp_path, monkeypatch):
     assert_names(start_up_error(monkeypatch, toy_data, tmp_path, "--criterion", "cross_entropy"), "--criterion l2t_dlf")
 
 
+def test_the_criterion_without_its_task(toy_data, tmp_path, monkeypatch):
+    """The criterion takes its coefficients from what the task hands it, never from the task: fairseq's translation
+    task hands it none."""
+    message = start_up_error(monkeypatch, toy_data, tmp_path, "--task", "translation")
+    assert_names(message, "--criterion l2t_dlf needs --task l2t_translation")
+
+
 def test_momentum_is_a_choice_of_the_adam_unroll(toy_data, tmp_path, monkeypatch):
     message = start_up_error(monkeypatch, toy_data, tmp_path, "--unroll-optimizer", "sgd", "--no-unroll-momentum")
     assert_names(message, "--no-unroll-momentum", "--unroll-optimizer sgd")

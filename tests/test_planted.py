@@ -49,7 +49,8 @@ def test_the_teacher_learns_to_ignore_planted_junk(planted, tmp_path):
     junk = [dictionary.index(word) for word in JUNK]
     assert all(index != dictionary.unk() for index in junk)
     others = [i for i in range(dictionary.nspecial, len(dictionary)) if i not in junk]
-    phi = teacher_log.read(tmp_path / "l2t" / "teacher.jsonl")[-1]["phi"]
+    record, phi = teacher_log.coefficients(str(tmp_path / "l2t" / "teacher.jsonl"))[-1]  # the last refresh's
+    assert record == teacher_log.read(tmp_path / "l2t" / "teacher.jsonl")[-1]
     junk_mean = sum(phi[i] for i in junk) / len(junk)
     others_mean = sum(phi[i] for i in others) / len(others)
     assert junk_mean < 0.5 * others_mean, (junk_mean, others_mean)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import l2t_flags, needs_cuda
+from conftest import CUDA_MARKS, l2t_flags, needs_cuda
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
@@ -20,7 +20,7 @@ CASES = {
     "clipped": ["--optimizer", "sgd", "--lr", "0.5", "--nll-weight", "0.5", "--clip-norm", "0.1"],
 }
 # on a GPU the student's real step runs fairseq's CUDA kernels (cuDNN allowed) and the replay the unroll's
-DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA_MARKS)]
 
 
 def trainer_for(data, save_dir, flags, device="cpu"):
@@ -47,12 +47,13 @@ def assert_replays_the_next_step(cfg, task, model, criterion, trainer, batches, 
     """The trainer's next update, replayed from what the teacher recorded of it, lands on the student's weights."""
     rule = student_rule(model, trainer.optimizer, "auto", clip_norm=cfg.optimization.clip_norm)
     before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
-    phi = task.teaching.phi()
+    phi = task.coefficients.phi()
     update_num = trainer.get_num_updates()
     trainer.train_step([next(batches) for _ in range(micro)])
     assert trainer.get_num_updates() == update_num + 1
     samples, state, seed, _ = task.teaching.recorder.current.fields()  # what the teacher keeps of this update
-    assert len(samples) == micro and seed == cfg.common.seed + update_num and torch.equal(state, task.teaching.state)
+    assert len(samples) == micro and seed == cfg.common.seed + update_num
+    assert torch.equal(state, task.coefficients.state)
     step_loss = make_step_loss(model, criterion.loss, criterion.sample_size)
     with torch.enable_grad():
         replayed, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
@@ -133,7 +134,7 @@ def test_a_refresh_that_runs_out_of_memory_stops_in_one_line_with_the_rng_restor
     monkeypatch.setattr(task.teaching, "refresh", out_of_memory)
     rng = torch.get_rng_state()
     with pytest.raises(SystemExit) as stopped:
-        task.teaching.guarded_refresh(task, None, model, criterion, trainer.optimizer, 100)
+        task.teaching.guarded_refresh(None, model, trainer.optimizer, 100)
     message = str(stopped.value.code)
     assert "\n" not in message and "update 100" in message and "--teacher-dev-max-tokens" in message, message
     assert torch.equal(torch.get_rng_state(), rng)

@@ -1,4 +1,4 @@
-"""The benchmark's plots, from its results.json and the L2T runs' teacher.jsonl (in OUT/records/).
+"""The benchmark's plots, from its results.json and the L2T runs' teacher logs (in OUT/records/).
 
     l2t-plots OUT DATA_BIN
 
@@ -10,7 +10,8 @@
 - ``teacher_steps.png``: the expected-BLEU dev measure M~ at each teacher step (Figure 3 analogue) and the step's
   lookahead gain (M~ after the step minus before, same batches and candidates: positive = the step improved what
   it optimizes);
-- ``phi_spread.png``: relative spread (std / mean) of Phi over the target words, overall and by frequency band.
+- ``phi_spread.png``: relative spread (std / mean) of Phi over the target words, overall and by frequency band;
+- ``teacher.md``: what the online teachers learned, against a null (:mod:`l2t_fairseq.benchmark.teacher_report`).
 """
 
 import argparse
@@ -25,8 +26,11 @@ import torch
 from fairseq.data import Dictionary, data_utils
 
 from l2t_fairseq import teacher_log
+from l2t_fairseq.benchmark.teacher_report import TITLE as TEACHER_TITLE
+from l2t_fairseq.benchmark.teacher_report import learned
 from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
 from l2t_fairseq.errors import UsageError
+from l2t_fairseq.whole_files import write_whole
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -48,11 +52,12 @@ def training_targets(data):
 
 
 def teacher_logs(out, row="l2t_dlf"):
-    logs = {}
+    """Each seed's refresh records, and (record, Phi) of the refreshes whose whole Phi was kept."""
+    logs, phis = {}, {}
     for path in sorted(glob.glob(os.path.join(out, "records", f"{row}-seed*.teacher.jsonl"))):
         seed = re.search(r"seed(\d+)", path).group(1)
-        logs[seed] = teacher_log.read(path)
-    return logs
+        logs[seed], phis[seed] = teacher_log.read(path), teacher_log.coefficients(path)
+    return logs, phis
 
 
 def save(fig, out, name):
@@ -78,14 +83,14 @@ def plot_dev_bleu(out, runs):
     save(fig, out, "dev_bleu.png")
 
 
-def plot_phi(out, dictionary, ranked, logs):
-    seed, records = next(iter(logs.items()))
+def plot_phi(out, dictionary, ranked, phis):
+    seed, rows = next(iter(phis.items()))
     followed = ranked[:FREQUENT].tolist() + [ranked[r - 1].item() for r in FOLLOWED_RANKS if r <= len(ranked)]
-    updates = [r["update"] for r in records]
+    updates = [r["update"] for r, _ in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rank = {word: i + 1 for i, word in enumerate(ranked.tolist())}
     for i in followed:
-        ax.plot(updates, [r["phi"][i] for r in records], marker=".", label=f"{dictionary[i]!r} (rank {rank[i]})")
+        ax.plot(updates, [phi[i] for _, phi in rows], marker=".", label=f"{dictionary[i]!r} (rank {rank[i]})")
     ax.set_xlabel("student updates")
     ax.set_ylabel("Phi_t[w]")
     ax.set_title(f"Teacher's coefficients over training (seed {seed})")
@@ -93,13 +98,13 @@ def plot_phi(out, dictionary, ranked, logs):
     save(fig, out, "phi.png")
 
 
-def plot_phi_frequency(out, frequency, ranked, logs):
-    seed, records = next(iter(logs.items()))
-    picks = [records[0], records[len(records) // 2], records[-1]]
+def plot_phi_frequency(out, frequency, ranked, phis):
+    seed, rows = next(iter(phis.items()))
+    picks = [rows[0], rows[len(rows) // 2], rows[-1]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     counts = frequency[ranked].double().log10()
-    for record, color in zip(picks, ("tab:blue", "tab:orange", "tab:green")):
-        phi = torch.tensor(record["phi"])[ranked]
+    for (record, phi), color in zip(picks, ("tab:blue", "tab:orange", "tab:green")):
+        phi = torch.from_numpy(phi)[ranked]
         ax.scatter(counts, phi, s=4, alpha=0.5, color=color, label=f"update {record['update']}")
     ax.set_xlabel("log10 frequency of the target word in the training data")
     ax.set_ylabel("Phi[w]")
@@ -125,15 +130,16 @@ def plot_teacher_steps(out, logs):
     save(fig, out, "teacher_steps.png")
 
 
-def plot_phi_spread(out, ranked, logs):
+def plot_phi_spread(out, ranked, logs, phis):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for seed, records in logs.items():
         updates = [r["update"] for r in records]
         spread = []
-        for r in records:
-            phi = torch.tensor(r["phi"], dtype=torch.float64)[ranked]
+        for _, phi in phis[seed]:
+            phi = torch.from_numpy(phi).double()[ranked]
             spread.append((phi.std() / phi.mean()).item())
-        line = ax.plot(updates, spread, marker=".", label=f"all target words, seed {seed}")
+        line = ax.plot([r["update"] for r, _ in phis[seed]], spread, marker=".",
+                       label=f"all target words, seed {seed}")
         for (first, last), style in zip(BANDS, (":", "--", "-.")):
             name = band_name(first, last)
             values = [r["phi_bands"][name]["std"] / r["phi_bands"][name]["mean"] if name in r.get("phi_bands", {})
@@ -150,15 +156,19 @@ def plot_phi_spread(out, ranked, logs):
 
 def plot_all(out, data):
     with open(os.path.join(out, "results.json")) as f:
-        plot_dev_bleu(out, json.load(f)["runs"])
-    logs = teacher_logs(out)
+        runs = json.load(f)["runs"]
+    plot_dev_bleu(out, runs)
+    logs, phis = teacher_logs(out)
     if logs:
         dictionary, frequency = training_targets(data)
         ranked = frequency_ranks(frequency)
-        plot_phi(out, dictionary, ranked, logs)
-        plot_phi_frequency(out, frequency, ranked, logs)
+        plot_phi(out, dictionary, ranked, phis)
+        plot_phi_frequency(out, frequency, ranked, phis)
         plot_teacher_steps(out, logs)
-        plot_phi_spread(out, ranked, logs)
+        plot_phi_spread(out, ranked, logs, phis)
+        commands = {seed: by_row["l2t_dlf"].get("command", "") for seed, by_row in runs.items() if "l2t_dlf" in by_row}
+        lines = learned(logs, phis, commands, dictionary, frequency)
+        write_whole(os.path.join(out, "teacher.md"), "\n".join([TEACHER_TITLE, "", *lines]) + "\n")
 
 
 def main(argv=None):

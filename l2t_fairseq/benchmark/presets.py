@@ -90,7 +90,7 @@ PRESETS = {
     },
 }
 # the paper-regime benchmark (its Table 3 at CPU scale): each student trained for the budget its cross-entropy run
-# was measured to need on dev (docs/benchmark.md, "The paper's regime at a converged budget")
+# was measured to need on dev (docs/benchmark/multi30k-paper.md, "How the budgets were chosen")
 PRESETS["multi30k-paper-transformer"] = {**PRESETS["multi30k"], "max_update": 8000}
 # the SGD LSTM-1 at lr 1.0 for 4,000 updates, then halved every 400 (fairseq's step schedule; a "warm-up" from 1.0
 # to 1.0 holds it constant until then)

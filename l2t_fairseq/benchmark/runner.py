@@ -68,7 +68,8 @@ import threading
 
 import torch
 
-from l2t_fairseq import checkpoints, commands  # noqa: F401 - checkpoints: lets torch.load read fairseq checkpoints
+from l2t_fairseq import checkpoints, commands, teacher_log  # noqa: F401 - checkpoints: torch.load reads fairseq checkpoints
+from l2t_fairseq.benchmark.pairing import record_pairing
 from l2t_fairseq.benchmark.plots import plot_all
 from l2t_fairseq.benchmark.presets import (
     BASELINE,
@@ -81,7 +82,14 @@ from l2t_fairseq.benchmark.presets import (
     SEQUENCE_LEVEL,
     TEACHER_ROWS,
 )
-from l2t_fairseq.benchmark.report import TEST_BLEU, markdown, summarize, verdict
+from l2t_fairseq.benchmark.report import (
+    TEST_BLEU,
+    bootstrap_settings,
+    markdown,
+    pairing_summary,
+    summarize,
+    verdict,
+)
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.run_segments import (
     MARKER,
@@ -97,7 +105,7 @@ from l2t_fairseq.run_segments import (
     start_afresh,
     whole_run_cpu,
 )
-from l2t_fairseq.teaching import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.teacher_file import CHECKPOINT_KEY, save_teacher_file
 from l2t_fairseq.whole_files import write_whole
 
 # a child that runs fairseq-train and reports its peak CUDA memory (0 on the CPU)
@@ -127,9 +135,23 @@ class Benchmark:
     def is_teacher_row(self, row):
         return "l2t_translation" in self.row_flags(row)
 
+    def teacher_row(self, row):
+        """The row whose learned teacher this row starts from, or None."""
+        return "l2t_dlf" if row == "l2t_dlf_frozen" else None
+
     def teacher_source(self, row, seed):
         """The (row, seed) whose learned teacher this run starts from, or None."""
-        return ("l2t_dlf", self.teacher_seed(seed)) if row == "l2t_dlf_frozen" else None
+        source = self.teacher_row(row)
+        return (source, self.teacher_seed(seed)) if source else None
+
+    def all_rows(self):
+        return list(ROWS)
+
+    def continued(self, row):
+        """Whether some row goes on training this row's teacher (--continue-teacher): its record keeps the teacher's
+        Adam state then, and only then."""
+        return any(self.teacher_row(other) == row and "--continue-teacher" in self.row_flags(other)
+                   for other in self.all_rows())
 
     # -- one run ------------------------------------------------------------------
 
@@ -252,10 +274,15 @@ class Benchmark:
             write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
             write_lines(os.path.join(self.records, "reference.txt"), references)
         if self.is_teacher_row(row):
-            if os.path.isfile(os.path.join(run_dir, "teacher.jsonl")):  # absent if no refresh fell in the run
-                shutil.copy(os.path.join(run_dir, "teacher.jsonl"), self.record_path(row, seed, ".teacher.jsonl"))
+            log = os.path.join(run_dir, teacher_log.TEACHER_LOG)
+            for kept, suffix in ((log, ".teacher.jsonl"), (teacher_log.phi_path(log), ".teacher_phi.npy")):
+                if os.path.isfile(kept):  # absent if no refresh fell in the run
+                    shutil.copy(kept, self.record_path(row, seed, suffix))
             if "--freeze-teacher" not in self.row_flags(row):  # a teacher that learned: kept for later runs
-                save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"))
+                save_teacher(os.path.join(run_dir, "checkpoint_last.pt"), self.record_path(row, seed, ".teacher.pt"),
+                             adam=self.continued(row))
+        if "pairing" not in record:
+            record["pairing"] = record_pairing(record, self.threads)
         write_whole(self.record_path(row, seed), json.dumps(record, indent=1))  # only once the run is complete
         return record
 
@@ -549,6 +576,8 @@ class Benchmark:
             "finished_runs": len(done),
             # --report lists what is there; the rows and seeds it is given need not all be planned
             "planned_runs": None if self.args.report else len(self.args.rows) * len(self.args.seeds),
+            "bootstrap": bootstrap_settings(),
+            "pairing": pairing_summary(runs),
         }
         students = os.path.join(self.records, "teacher-training", "students.json")
         if "l2t_dlf_trained" in rows and os.path.isfile(students):
@@ -707,11 +736,11 @@ def write_lines(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-def save_teacher(checkpoint, path):
-    """Only the teacher of an l2t_translation checkpoint and its Adam state, in the layout ``--teacher-path`` reads
-    (kilobytes; the Adam state for ``--continue-teacher``)."""
+def save_teacher(checkpoint, path, adam):
+    """Only the teacher of an l2t_translation checkpoint (and its Adam state if ``adam``, for ``--continue-teacher``),
+    in the layout ``--teacher-path`` reads (kilobytes)."""
     state = torch.load(checkpoint, map_location="cpu")["extra_state"][CHECKPOINT_KEY]
-    save_teacher_file(state, str(path))
+    save_teacher_file(state, str(path), adam)
 
 
 def add_run_arguments(parser, out_help, work_default, default_seeds):

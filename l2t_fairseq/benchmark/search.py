@@ -147,10 +147,12 @@ class Search(Benchmark):
         lr = torch.load(checkpoint, map_location="cpu")["last_optimizer_state"]["param_groups"][0]["lr"]
         return ["--lr-scheduler", "fixed", "--lr", repr(lr)]
 
-    def teacher_source(self, row, seed):
-        """A two-phase configuration's teacher: the one its source configuration learned on the next seed."""
-        source = CONFIGS[row].teacher_from
-        return (source, self.teacher_seed(seed)) if source else None
+    def teacher_row(self, row):
+        """A two-phase configuration's teacher: the one its source configuration learned (on the next seed)."""
+        return CONFIGS[row].teacher_from
+
+    def all_rows(self):
+        return list(CONFIGS)
 
     def report(self, done):
         runs = {}

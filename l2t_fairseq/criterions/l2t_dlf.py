@@ -39,32 +39,41 @@ class L2TDLFCriterion(FairseqCriterion):
     ``Phi_t`` enters as a constant: the student's gradient flows only through
     ``log p``, and the teacher is trained by the hypergradient alone.  The
     teacher's unroll replays exactly this loss (:attr:`loss`, :meth:`sample_size`).
+    The coefficients come from the task (:meth:`set_coefficients`); the
+    criterion never reads the task.
     """
 
     def __init__(self, task, phi_normalization, loss_scale, nll_weight, sentence_avg):
         super().__init__(task)
-        if not hasattr(task, "teaching"):
-            raise UsageError(
-                "--criterion l2t_dlf needs --task l2t_translation (it takes its coefficients from that task's teacher)"
-            )
         if not 0 <= nll_weight <= 1:
             raise UsageError(f"--nll-weight must be in [0, 1], got {nll_weight}")
-        phi_init = task.teaching.phi_init  # --phi-init, by default 1/ln|V|
+        self.phi_normalization, self.loss_scale, self.nll_weight = phi_normalization, loss_scale, nll_weight
+        self.sentence_avg = sentence_avg
+        self.coefficients = self.loss = None
+
+    def set_coefficients(self, coefficients):
+        """The teacher's coefficients (:class:`l2t_fairseq.coefficients.Coefficients`: ``phi()`` and ``phi_init``,
+        --phi-init, by default 1/ln|V|), handed over by the task ``l2t_translation``."""
+        self.coefficients = coefficients
+        phi_init = coefficients.phi_init
         self.loss = StudentLoss(
             self.padding_idx,
-            coefficient_mean=phi_init if phi_normalization == "token_mean" else None,
-            nll_weight=nll_weight,
-            scale=4 / phi_init if loss_scale == "cross_entropy" else None,
+            coefficient_mean=phi_init if self.phi_normalization == "token_mean" else None,
+            nll_weight=self.nll_weight,
+            scale=4 / phi_init if self.loss_scale == "cross_entropy" else None,
         )
-        self.sentence_avg = sentence_avg
 
     def sample_size(self, sample):
         return sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
 
     def forward(self, model, sample, reduce=True):
+        if self.coefficients is None:
+            raise UsageError(
+                "--criterion l2t_dlf needs --task l2t_translation (it takes its coefficients from that task's teacher)"
+            )
         net_output = model(**sample["net_input"])
         lprobs = log_probs(net_output)
-        phi = self.task.teaching.phi().to(lprobs.device)
+        phi = self.coefficients.phi().to(lprobs.device)
         loss, nll_loss = self.loss(lprobs, model.get_targets(sample, net_output), phi)
         sample_size = self.sample_size(sample)
         logging_output = {

@@ -1,0 +1,40 @@
+"""The project speaks of the project only: no words about how the work on it was organized."""
+
+import os
+import re
+
+from conftest import REPO
+
+# built from pieces so that this file does not name them itself
+WORDS = re.compile(r"\b(" + "|".join([
+    "sit" "tings?", "ses" "sions?", "iss" r"ues? #?\d+", "the " "brief",
+]) + r")\b", re.IGNORECASE)
+API = re.compile("scope=[\"']ses" "sion[\"']")  # pytest's fixture scope, a name of its API
+SKIPPED_FOLDERS = {".git", ".venv", "runs", "__pycache__", ".ruff_cache", ".pytest_cache", ".whl"}
+# what the students translated and the corpora's references: the data's words, not the project's
+DATA_SUFFIXES = (".hyp", ".png", ".pt", ".npy", ".idx", ".bin", ".gz")
+DATA_NAMES = ("reference.txt",)
+
+
+def project_files():
+    for folder, folders, names in os.walk(REPO):
+        folders[:] = [f for f in folders if f not in SKIPPED_FOLDERS and not f.endswith(".egg-info")]
+        for name in names:
+            if not name.endswith(DATA_SUFFIXES) and name not in DATA_NAMES:
+                yield os.path.join(folder, name)
+
+
+def test_no_process_words_in_the_project():
+    found = []
+    for path in project_files():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                match = WORDS.search(API.sub("", line))
+                if match:
+                    found.append(f"{os.path.relpath(path, REPO)}:{number}: {match.group(0)!r}")
+    assert not found, "\n".join(found)
+
+
+def test_the_check_finds_them():
+    assert WORDS.search("resumed in a later sit" "ting") and WORDS.search("see iss" "ue 45")
+    assert not WORDS.search(API.sub("", '@pytest.fixture(scope="session")'))
