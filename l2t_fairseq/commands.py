@@ -7,7 +7,7 @@ MODULES = {
     "fairseq-preprocess": "fairseq_cli.preprocess",
     "fairseq-train": "fairseq_cli.train",
     "fairseq-generate": "fairseq_cli.generate",
-    "l2t-benchmark": "l2t_fairseq.benchmark.runner",
+    "l2t-benchmark": "l2t_fairseq.benchmark.cli",
     "l2t-search": "l2t_fairseq.benchmark.search",
     "l2t-plots": "l2t_fairseq.benchmark.plots",
     "l2t-train-teacher": "l2t_fairseq.train_teacher",

@@ -15,8 +15,8 @@ import torch
 from conftest import CHEAP_TEACHER_STEPS, run
 
 from l2t_fairseq.benchmark import presets
+from l2t_fairseq.benchmark.machine import cpu_kernels
 from l2t_fairseq.benchmark.presets import PRESETS
-from l2t_fairseq.benchmark.runner import cpu_kernels
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
 L2T_FLAGS = f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"
@@ -78,7 +78,7 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     # (the equal-time row of l2t_dlf left out: its runs are still there to carry on)
     second = benchmark(small_data, out, work, *(row for row in ROWS if row != "cross_entropy_equal_time"), *more)
     assert "cross_entropy-seed1: recorded, skipped" in second.stdout
-    started = sorted(line.split("start ")[1] for line in second.stdout.splitlines() if " start " in line)
+    started = sorted(re.findall(r"^\[[\d:]+\] start (\S+)$", second.stdout, re.M))  # the scheduler's lines
     assert started == ["actor_critic-seed1", "actor_critic-seed2", "cross_entropy_equal_time_actor_critic-seed1",
                        "cross_entropy_equal_time_actor_critic-seed2", "l2t_dlf_frozen-seed2", "label_smoothed-seed1",
                        "label_smoothed-seed2"]
@@ -106,7 +106,8 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     # --report: the tables from the records alone, nothing trained, even with a run missing
     (out / "records" / "label_smoothed-seed2.json").unlink()
     report = benchmark(small_data, out, work, *ROWS, *more, "--report")
-    assert " start " not in report.stdout and (out / "results.md").read_text() in report.stdout
+    assert not re.search(r"^\[[\d:]+\] start ", report.stdout, re.M)  # trains nothing
+    assert (out / "results.md").read_text() in report.stdout
     assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 15
 
 
@@ -183,7 +184,7 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     # cut off after its last update (while decoding): no segment measured the training's cost, so it trains again
     (records / "cross_entropy-seed1.json").unlink()
     result = run(*command)
-    assert "resumed" not in result.stdout and not (run_dir / "train.segment-1.log").exists()
+    assert "cut off, resumed" not in result.stdout and not (run_dir / "train.segment-1.log").exists()
     again = json.loads((records / "cross_entropy-seed1.json").read_text())
     assert "resumed_at" not in again and again["dev_bleu_curve"] == whole["dev_bleu_curve"]
 
@@ -231,7 +232,7 @@ def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
     assert ((tmp_path / "long" / "records" / "cross_entropy-seed1.hyp").read_text()
             == (tmp_path / "whole" / "records" / "cross_entropy-seed1.hyp").read_text())
     # the same command as a teacher run's is not extended: the runner trains it again
-    from l2t_fairseq.benchmark.runner import extends, without
+    from l2t_fairseq.benchmark.command_lines import extends, without
 
     def command(updates, *flags):
         return [*without(shlex.split(extended["command"]), "--max-update", "--task"), *flags, "--max-update",
@@ -369,7 +370,7 @@ console_command(main, "l2t-benchmark")
 def test_two_benchmarks_on_one_work_folder_share_the_runs_without_waiting(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from l2t_fairseq.benchmark import runner
+    from l2t_fairseq.benchmark import runner, scheduler
 
     args = argparse.Namespace(out=str(tmp_path / "out"), work=str(tmp_path / "work"), seeds=[1, 2], jobs=1,
                               threads=1, l2t_flags="", sequence_start_update=None,
@@ -392,8 +393,8 @@ def test_two_benchmarks_on_one_work_folder_share_the_runs_without_waiting(tmp_pa
     monkeypatch.setattr(benchmark, "run", run)
     monkeypatch.setattr(benchmark, "report", lambda done: "")
     # another process trains l2t_dlf-seed2: this one trains the rest but the frozen run that needs its teacher
-    other = runner.claim(os.path.join(args.work, "l2t_dlf-seed2.lock"))
-    assert other is not None and benchmark.claim("l2t_dlf", 2) is None
+    other = scheduler.claim(os.path.join(args.work, "l2t_dlf-seed2.lock"))
+    assert other is not None and benchmark.scheduler.claim("l2t_dlf", 2) is None
     done = benchmark.run_all()
     assert trained == ["cross_entropy-seed1", "l2t_dlf-seed1", "cross_entropy-seed2", "l2t_dlf_frozen-seed2"]
     assert ("l2t_dlf", 2) not in done and ("l2t_dlf_frozen", 1) not in done
@@ -576,6 +577,18 @@ def test_label_smoothing_is_tested_against_each_teacher_row_directly(tmp_path):
     assert "l2t_dlf -40.00 (p " in text and "behind on 0 / 3 of 3 seeds" in text and "10,000 resamples" in text
 
 
+def test_the_report_measures_how_often_outputs_copy_their_source(tmp_path):
+    """The untranslated rate: the share of test outputs that share more than half their tokens with the source."""
+    from l2t_fairseq.benchmark.report import copy_rates
+
+    (tmp_path / "source.txt").write_text("ein hund läuft .\nzwei katzen schlafen .\n")
+    (tmp_path / "cross_entropy-seed1.hyp").write_text("a dog runs .\ntwo cats sleep .\n")
+    (tmp_path / "cross_entropy-seed2.hyp").write_text("ein hund läuft .\ntwo cats sleep .\n")
+    assert copy_rates(str(tmp_path), "cross_entropy", ["1", "2"]) == [0.0, 0.5]
+    (tmp_path / "source.txt").unlink()
+    assert copy_rates(str(tmp_path), "cross_entropy", ["1", "2"]) == []  # records made before sources were kept
+
+
 def test_the_report_says_which_seeds_start_alike_and_where_runs_were_resumed():
     from l2t_fairseq.benchmark.report import pairing_summary
 
@@ -618,19 +631,19 @@ def test_every_preset_is_a_valid_training_command(name):
 def test_gpu_runs_drop_the_presets_cpu_flags_and_keep_records_of_their_own(tmp_path, monkeypatch):
     """l2t-benchmark --device cuda: the presets train and decode on the GPU, and a folder of CPU records is never
     mixed with GPU ones (records from before the device was recorded are the CPU's)."""
-    from l2t_fairseq.benchmark import runner
+    from l2t_fairseq.benchmark import cli, machine
 
     for name, preset in PRESETS.items():
-        on_gpu = runner.on_device(preset, "cuda")
+        on_gpu = machine.on_device(preset, "cuda")
         assert "--cpu" not in on_gpu["train"] + on_gpu["generate"], name
-        assert runner.on_device(preset, "cpu") is preset
+        assert machine.on_device(preset, "cpu") is preset
     (tmp_path / "records").mkdir()
     (tmp_path / "records" / "cross_entropy-seed1.json").write_text(json.dumps({"row": "cross_entropy"}))
-    runner.check_device(str(tmp_path), "cpu")
+    machine.check_device(str(tmp_path), "cpu")
     with pytest.raises(SystemExit) as refused:
-        runner.check_device(str(tmp_path), "cuda")
+        machine.check_device(str(tmp_path), "cuda")
     assert "--out" in str(refused.value.code) and "cpu" in str(refused.value.code)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
-        runner.main(["--preset", "multi30k-paper-transformer", "--device", "cuda", "--out", str(tmp_path / "gpu")])
+        cli.main(["--preset", "multi30k-paper-transformer", "--device", "cuda", "--out", str(tmp_path / "gpu")])
     assert not (tmp_path / "gpu").exists()

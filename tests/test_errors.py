@@ -136,7 +136,7 @@ def test_a_frozen_teacher_without_a_teacher_path_is_named(toy_data, tmp_path, mo
 
 
 def test_the_plugin_without_fairseq_says_what_to_install():
-    for code in ("import l2t_fairseq", "from l2t_fairseq.benchmark import runner"):
+    for code in ("import l2t_fairseq", "from l2t_fairseq.benchmark import cli"):
         result = subprocess.run([sys.executable, "-c", f"import sys; sys.modules['fairseq'] = None; {code}"],
                                 capture_output=True, text=True)
         assert result.returncode == 1 and result.stdout == "", result

@@ -1,5 +1,6 @@
 """examples/multi30k/prepare.sh on a slice of ../shared/data/multi30k, made in tmp."""
 
+import json
 import os
 
 import pytest
@@ -56,3 +57,56 @@ def test_missing_or_mismatched_files_get_one_line(raw_slice, tmp_path):
     write(broken / "val.en", head(raw_slice / "val.en", 10))
     result = prepare("--data", broken, "--out", tmp_path / "out", check=False)
     assert "Traceback" not in result.stderr and "has 60 lines" in result.stderr and "has 10" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def clean(raw_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean")
+    prepare("--data", raw_slice, "--out", out, "--bpe-tokens", "300")
+    return out
+
+
+def noisy(raw_slice, out, *flags):
+    prepare("--data", raw_slice, "--out", out, "--bpe-tokens", "300", *flags)
+    return json.loads((out / "noise.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["untranslated", "misaligned"])
+def test_noise_corrupts_the_share_of_training_pairs_it_is_asked_to_and_nothing_else(raw_slice, clean, tmp_path, kind):
+    record = noisy(raw_slice, tmp_path / "a", "--noise", f"{kind}:0.2", "--noise-seed", "3")
+    corrupted = record["corrupted"]
+    assert record["noise"] == kind and record["pairs"] == 400 and len(corrupted) == 80 == len(set(corrupted))
+    source, target = ((tmp_path / "a" / "tok" / f"train.{lang}").read_text().splitlines() for lang in ("de", "en"))
+    clean_target = (clean / "tok" / "train.en").read_text().splitlines()
+    assert source == (clean / "tok" / "train.de").read_text().splitlines()  # sources untouched
+    for i in range(400):
+        if i not in corrupted:
+            assert target[i] == clean_target[i]
+        elif kind == "untranslated":
+            assert target[i] == source[i]
+        else:  # another pair's clean target
+            assert target[i] != clean_target[i] and target[i] in clean_target
+    for split in ("valid", "test"):  # dev and test stay clean, segmented with the noisy training set's BPE
+        for lang in ("de", "en"):
+            name = f"{split}.{lang}"
+            assert (tmp_path / "a" / "tok" / name).read_text() == (clean / "tok" / name).read_text()
+    # reproducible from its seed; another seed corrupts other pairs
+    assert noisy(raw_slice, tmp_path / "b", "--noise", f"{kind}:0.2", "--noise-seed", "3") == record
+    assert noisy(raw_slice, tmp_path / "c", "--noise", f"{kind}:0.2", "--noise-seed", "4")["corrupted"] != corrupted
+
+
+def test_the_overlap_filter_drops_the_copies(raw_slice, tmp_path):
+    record = noisy(raw_slice, tmp_path / "out", "--noise", "untranslated:0.2", "--filter-overlap", "0.5")
+    assert set(record["corrupted"]) <= set(record["dropped"])  # every copy goes, and few clean pairs with it
+    assert len(record["dropped"]) < 80 + 40
+    assert len((tmp_path / "out" / "tok" / "train.en").read_text().splitlines()) == 400 - len(record["dropped"])
+
+
+@pytest.mark.parametrize("value, message", [("copied:0.2", "the kind must be one of"),
+                                            ("untranslated:1.5", "the rate must be in (0, 1]"),
+                                            ("untranslated", "the rate must be a number")])
+def test_a_bad_noise_flag_gets_one_line(raw_slice, tmp_path, value, message):
+    result = prepare("--data", raw_slice, "--out", tmp_path / "out", "--noise", value, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"prepare.sh: error: --noise {value}: ")
+    assert message in result.stderr

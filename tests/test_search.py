@@ -12,7 +12,7 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     result = run(
         "l2t-search", "--preset", "iwslt14-small", "--data", small_data, "--out", out,
         "--work", work, "--max-update", "6", "--validate-every", "3", "--jobs", "2",
-        "--configs", "cross_entropy", "adam_relative_frozen",
+        "--configs", "cross_entropy", "adam_relative_k100_frozen",
         f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}",
     )
     search = json.loads((out / "search.json").read_text())
@@ -20,21 +20,21 @@ def test_search_scores_configurations_on_dev_only(small_data, tmp_path):
     # cross-entropy's convergence, from its dev curve (validations at 3 and 6)
     convergence = search["meta"]["ce_convergence"]
     assert [budget for budget, _ in convergence["gains"]] == [3, 6] and convergence["budget"] in (3, 6, None)
-    # the frozen configuration needs the teacher adam_relative learns: that run is added and done first
-    assert list(configs) == ["cross_entropy", "adam_relative", "adam_relative_frozen"]
+    # the frozen configuration needs the teacher adam_relative_k100 learns: that run is added and done first
+    assert list(configs) == ["cross_entropy", "adam_relative_k100", "adam_relative_k100_frozen"]
     for entry in configs.values():
         assert entry["seeds"] == [1] and 0 <= entry["best_dev_bleu"][0] <= 100
-    learned = configs["adam_relative"]
+    learned = configs["adam_relative_k100"]
     assert learned["time_ratio_to_ce"] > 0 and "dev_gain_to_ce" in learned
     assert 0 <= learned["positive_steps"] <= 1 and learned["phi_max_over_min"] >= 1
-    frozen = json.loads((out / "search-records" / "adam_relative_frozen-seed1.json").read_text())
-    assert "adam_relative-seed1.teacher.pt" in frozen["command"] and "--freeze-teacher" in frozen["command"]
+    frozen = json.loads((out / "search-records" / "adam_relative_k100_frozen-seed1.json").read_text())
+    assert "adam_relative_k100-seed1.teacher.pt" in frozen["command"] and "--freeze-teacher" in frozen["command"]
     # selection on the validation set only: nothing decoded the test set
     assert not list(out.glob("search-records/*.hyp")) and not list(work.glob("*/generate.log"))
     assert not (out / "records").exists()  # the benchmark's records folder is never written by the search
     assert "test_bleu" not in frozen
     table = (out / "search.md").read_text()
-    assert "| adam_relative_frozen | 1 |" in table and table in result.stdout and "Cross-entropy has " in table
+    assert "| adam_relative_k100_frozen | 1 |" in table and table in result.stdout and "Cross-entropy has " in table
 
 
 def test_search_reuses_only_the_benchmarks_runs_of_the_same_command(small_data, tmp_path):

@@ -41,7 +41,7 @@ benchmark() {  # benchmark ROWS... -- SEEDS... [--report]
     local rows=()
     while [ "$1" != "--" ]; do rows+=("$1"); shift; done
     shift
-    "$PY" -m l2t_fairseq.benchmark.runner --preset "$PRESET" --rows "${rows[@]}" --seeds "$@" --jobs 1 --threads 1 --resume-cut-runs \
+    "$PY" -m l2t_fairseq.benchmark.cli --preset "$PRESET" --rows "${rows[@]}" --seeds "$@" --jobs 1 --threads 1 --resume-cut-runs \
         --teacher-students "${TEACHER_STUDENTS:-3}" --teacher-patience "${TEACHER_PATIENCE:-1}" \
         --out "$RESULTS" --work "$WORK/$PRESET" "${EXTRA[@]}"
 }

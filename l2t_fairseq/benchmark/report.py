@@ -7,6 +7,7 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, TEACHER_ROWS
+from l2t_fairseq.noise import copy_share
 
 TEST_BLEU = BLEU(tokenize="none", force=True)  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
 # (force: sacrebleu would warn that it looks tokenized, which it is meant to be)
@@ -14,6 +15,7 @@ TEST_BLEU = BLEU(tokenize="none", force=True)  # the text is fairseq's tokenized
 # seed (sacrebleu's SACREBLEU_SEED, default 12345), where with 1,000 it moved across 0.05
 BOOTSTRAP_SAMPLES = 10_000
 SIGNIFICANCE = 0.05
+COPIED = 0.5  # an output that shares more than this of its tokens with its source copies it
 MIN_SEEDS = 3  # paired seeds a verdict needs: with fewer it stays open
 # the rows a teacher row must beat, besides cross-entropy by more than its seed spread
 RIVAL = "label_smoothed"  # the cheap alternative a teacher row must beat too
@@ -36,6 +38,20 @@ def paired_bootstrap(records, baseline, row, seed):
     systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}.hyp"))) for name in (baseline, row)]
     _, scores = PairedTest(systems, {"BLEU": TEST_BLEU}, [references], test_type="bs", n_samples=BOOTSTRAP_SAMPLES)()
     return scores["BLEU"][1].p_value
+
+
+def copy_rates(records, row, seeds):
+    """Per seed, the share of the test outputs that copy their source (more than ``COPIED`` of their tokens found in
+    it: the untranslated rate); [] where the records keep no sources."""
+    sources = os.path.join(records, "source.txt")
+    if not os.path.isfile(sources):
+        return []
+    sources = read_lines(sources)
+    rates = []
+    for seed in seeds:
+        outputs = read_lines(os.path.join(records, f"{row}-seed{seed}.hyp"))
+        rates.append(sum(copy_share(s, o) > COPIED for s, o in zip(sources, outputs)) / len(outputs))
+    return rates
 
 
 def spread(values):
@@ -77,6 +93,9 @@ def summarize(runs, rows, records):
             if all(x is not None for x in v)
         }
         summary[row]["seeds"] = [int(s) for s in seeds]
+        copies = copy_rates(records, row, seeds)
+        if copies:
+            summary[row]["copy_rate"] = [statistics.mean(copies), spread(copies)]
     if BASELINE not in summary:
         return summary
     base = summary[BASELINE]
@@ -247,6 +266,10 @@ def markdown(summary, meta):
     if direct:
         lines += ["", "Each teacher row against label smoothing of the same seed (paired bootstrap; mean test BLEU "
                   "gap over the seeds both have): " + "; ".join(direct) + "."]
+    copied = [f"{row} {s['copy_rate'][0]:.1%}" for row, s in summary.items() if "copy_rate" in s]
+    if copied:
+        lines += ["", f"Test outputs that copy their source (more than {COPIED:.0%} of their tokens found in it), "
+                  "mean over seeds: " + ", ".join(copied) + "."]
     if meta.get("pairing", {}).get("probed_runs"):
         p, seeds = meta["pairing"], meta["pairing"]["seeds"]
         paired = [seed for seed, v in seeds.items() if v["rows"] > 1]

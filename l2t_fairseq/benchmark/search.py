@@ -1,7 +1,7 @@
 """Choosing the teacher's settings on the validation set only: dev BLEU of each configuration, never test BLEU.
 
     l2t-search                           # every configuration, seed 1, Multi30k
-    l2t-search --configs adam_relative --seeds 1 2
+    l2t-search --configs past_u20 cross_entropy --seeds 1 2
 
 Each configuration trains the benchmark's student (same preset, budget, batches and
 schedule as ``l2t-benchmark``) and is scored by its best greedy dev BLEU over
@@ -24,13 +24,13 @@ import sys
 import torch
 
 from l2t_fairseq import teacher_log
-from l2t_fairseq.benchmark import runner
-from l2t_fairseq.benchmark.presets import L2T, PRESETS, ROWS
+from l2t_fairseq.benchmark.cli import add_run_arguments, prepared_data, resolved_preset
+from l2t_fairseq.benchmark.cli import cli as benchmark_cli
+from l2t_fairseq.benchmark.command_lines import same_run_record, validation_update
+from l2t_fairseq.benchmark.presets import L2T, ROWS
 from l2t_fairseq.benchmark.report import converged_budget, convergence, spread
-from l2t_fairseq.benchmark.runner import Benchmark, add_run_arguments
+from l2t_fairseq.benchmark.runner import Benchmark
 
-LINEAR = ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0", "--teacher-parametrization", "linear",
-          "--phi-normalization", "none"]
 # the plugin's defaults before this search chose past_u20_alpha0.5's: the U = 5 updates re-applied from the current
 # weights, q ~ p (the configurations built on it were measured then; their records' commands lack these flags)
 CURRENT_U5 = L2T + ["--unroll-start", "current", "--unroll-steps", "5", "--teacher-alpha", "1.0"]
@@ -42,34 +42,19 @@ RELATIVE = ["--unroll-optimizer", "adam", "--teacher-parametrization", "exp", "-
 # start: the fraction of the budget trained with cross-entropy first (the student fine-tunes the cross-entropy run
 # of its seed from its checkpoint there, at the learning rate that run had reached, held fixed), None: from scratch
 Config = collections.namedtuple("Config", "flags teacher_from student start", defaults=(None, (), None))
+# configurations of earlier searches that never ran to a record (a linear SGD teacher, the relative teacher at
+# K = 20 and 50, U = 10, the SGD unroll with relative coefficients) are left out: their commands are in git history
 CONFIGS = {
     "cross_entropy": Config(ROWS["cross_entropy"]),
     "label_smoothed": Config(ROWS["label_smoothed"]),
-    # the plugin's first defaults: the paper's SGD unroll, a linear W, coefficients used as they are
-    "l2t_linear_sgd": Config(CURRENT_U5 + LINEAR + ["--teacher-interval", "100", "--teacher-lr", "1e-3"]),
-    # a teacher that moves, and harms (coefficients turn negative)
-    "l2t_sgd_k20_lr1e-2": Config(CURRENT_U5 + LINEAR + ["--teacher-interval", "20", "--teacher-lr", "1e-2"]),
-    # the student's own Adam steps in the unroll, positive coefficients of fixed mean, relative teacher lr
-    "adam_relative": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
-    "adam_relative_k20": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "20", "--teacher-lr", "0.05"]),
-    "adam_relative_lr0.2": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.2"]),
-    "adam_relative_u10": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05",
-                                                  "--unroll-steps", "10"]),
-    "sgd_relative": Config(CURRENT_U5 + ["--unroll-optimizer", "sgd", "--unroll-lr", "1.0"] + RELATIVE[2:]
-                           + ["--teacher-interval", "50", "--teacher-lr", "0.05"]),
     # a refresh costs about 35 student updates here: K = 100 keeps the run within 1.5x cross-entropy's time
     "adam_relative_k100": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"]),
     "adam_relative_k100_lr0.03": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"]),
     "adam_relative_k100_lr0.3": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.3"]),
-    # the paper's two phases: the teacher adam_relative learned (on the next seed, cyclically: with one seed, the
-    # same one) teaches a new student, frozen or learning on
-    "adam_relative_frozen": Config(CURRENT_U5 + RELATIVE + ["--freeze-teacher"], "adam_relative"),
-    "adam_relative_continued": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "50", "--teacher-lr", "0.05"],
-                                      "adam_relative"),
+    # the paper's two phases: the teacher adam_relative_k100 learned (on the next seed, cyclically: with one seed,
+    # the same one) teaches a new student, frozen
     "adam_relative_k100_frozen": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--freeze-teacher"],
                                         "adam_relative_k100"),
-    "adam_relative_k100_continued": Config(CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.1"],
-                                           "adam_relative_k100"),
     # the default's teacher (lr 0.03) learning on over a second student
     "adam_relative_k100_lr0.03_continued": Config(
         CURRENT_U5 + RELATIVE + ["--teacher-interval", "100", "--teacher-lr", "0.03"], "adam_relative_k100_lr0.03"
@@ -112,84 +97,88 @@ BASELINE = "cross_entropy"
 CONVERGED_GAIN, CONVERGED_TAIL = 0.3, 0.2
 
 
-class Search(Benchmark):
-    decode_test = False
+class SearchRows:
+    """The configurations of ``CONFIGS`` as the benchmark's rows."""
 
-    def __init__(self, args, preset):
-        super().__init__(args, preset)
-        self.records = os.path.join(args.out, "search-records")  # beside the benchmark's records, never among them
+    def __init__(self, args):
+        self.args = args
 
-    def row_flags(self, row):
+    def names(self):
+        return list(CONFIGS)
+
+    def flags(self, row):
         flags = list(CONFIGS[row].flags)
         return flags + shlex.split(self.args.l2t_flags) if "l2t_translation" in flags else flags
 
-    def train_command(self, row, seed, run_dir, updates, extra=()):
-        return super().train_command(row, seed, run_dir, updates, [*extra, *CONFIGS[row].student])
+    def student_flags(self, row):
+        return list(CONFIGS[row].student)
 
-    def load(self, row, seed):
-        return super().load(row, seed) or self.benchmark_record(row, seed)
-
-    def benchmark_record(self, row, seed):
-        """The benchmark's finished run of exactly this command (cross-entropy, label smoothing), not trained twice."""
-        return runner.same_run_record(self.args.benchmark_records, self.key(row, seed),
-                                      self.train_command(row, seed, "RUN", self.args.max_update))
+    def teacher_row(self, row):
+        """A two-phase configuration's teacher: the one its source configuration learned (on the next seed)."""
+        return CONFIGS[row].teacher_from
 
     def finetune_start(self, row):
         fraction = CONFIGS[row].start
-        return None if fraction is None else runner.validation_update(fraction, self.args)
-
-    def checkpoint_folders(self):
-        """The search's own cross-entropy runs, then the benchmark's, whose records it reuses."""
-        return [self.args.work, self.args.benchmark_work]
+        return None if fraction is None else validation_update(fraction, self.args)
 
     def finetune_flags(self, row, checkpoint):
         """The learning rate the cross-entropy run had reached at that checkpoint, held fixed."""
         lr = torch.load(checkpoint, map_location="cpu")["last_optimizer_state"]["param_groups"][0]["lr"]
         return ["--lr-scheduler", "fixed", "--lr", repr(lr)]
 
-    def teacher_row(self, row):
-        """A two-phase configuration's teacher: the one its source configuration learned (on the next seed)."""
-        return CONFIGS[row].teacher_from
 
-    def all_rows(self):
-        return list(CONFIGS)
+def benchmark_record(search, row, seed):
+    """The benchmark's finished run of exactly this command (cross-entropy, label smoothing), not trained twice."""
+    return same_run_record(search.args.benchmark_records, search.key(row, seed),
+                           search.train_command(row, seed, "RUN", search.args.max_update))
 
-    def report(self, done):
-        runs = {}
-        for (row, seed), record in done.items():
-            runs.setdefault(row, {})[seed] = record
-        table = {}
-        for row in self.args.rows:
-            if row not in runs:
-                continue
-            by_seed = runs[row]
-            dev = [r["best_dev_bleu"] for r in by_seed.values()]
-            entry = {"flags": shlex.join([*CONFIGS[row].flags, *CONFIGS[row].student]),
-                     "teacher_from": CONFIGS[row].teacher_from,
-                     "seeds": sorted(by_seed), "best_dev_bleu": [statistics.mean(dev), spread(dev)],
-                     "train_seconds": statistics.mean(r["train_seconds"] for r in by_seed.values())}
-            base = runs.get(BASELINE, {})
-            paired = [seed for seed in by_seed if seed in base]
-            if paired and row != BASELINE:
-                entry["dev_gain_to_ce"] = statistics.mean(by_seed[s]["best_dev_bleu"] - base[s]["best_dev_bleu"]
-                                                          for s in paired)
-                entry["time_ratio_to_ce"] = statistics.mean(cost(by_seed[s]) / cost(base[s]) for s in paired)
-            entry.update(teacher_summary(self, row, by_seed))
-            table[row] = entry
-        meta = {"date": f"{datetime.date.today()}", "command": shlex.join(["l2t-search", *self.args.argv]),
-                "preset": self.args.preset, "data": self.args.data, "max_update": self.args.max_update,
-                "machine": f"{os.cpu_count()} CPU cores, {self.args.jobs} run(s) at a time",
-                "finished_runs": len(done), "planned_runs": len(self.args.rows) * len(self.args.seeds)}
-        if runs.get(BASELINE):  # how long cross-entropy keeps improving: the budget at which it has converged
-            curves = [record["dev_bleu_curve"] for record in runs[BASELINE].values()]
-            meta["ce_convergence"] = {"gains": convergence(curves, CONVERGED_TAIL), "budget": converged_budget(
-                curves, CONVERGED_GAIN, CONVERGED_TAIL), "gain": CONVERGED_GAIN, "tail": CONVERGED_TAIL}
-        with open(os.path.join(self.args.out, "search.json"), "w") as f:
-            json.dump({"meta": meta, "configs": table}, f, indent=1)
-        text = search_markdown(table, meta)
-        with open(os.path.join(self.args.out, "search.md"), "w") as f:
-            f.write(text)
-        return text
+
+def build_search(args, preset):
+    """The benchmark's parts with the search's rows, its records (``search-records/``, beside the benchmark's,
+    never among them, which it reuses), its own and the benchmark's checkpoints, its report, and no test set."""
+    return Benchmark(args, preset, rows=SearchRows(args), records="search-records", fallback=benchmark_record,
+                     checkpoint_folders=lambda: [args.work, args.benchmark_work], reporter=search_report,
+                     decode_test=False)
+
+
+def search_report(search, done):
+    """``search.md`` and ``search.json``: each configuration's dev BLEU, its gain over cross-entropy, its time, what
+    its teacher did, and how long cross-entropy keeps improving."""
+    runs = {}
+    for (row, seed), record in done.items():
+        runs.setdefault(row, {})[seed] = record
+    table = {}
+    for row in search.args.rows:
+        if row not in runs:
+            continue
+        by_seed = runs[row]
+        dev = [r["best_dev_bleu"] for r in by_seed.values()]
+        entry = {"flags": shlex.join([*CONFIGS[row].flags, *CONFIGS[row].student]),
+                 "teacher_from": CONFIGS[row].teacher_from,
+                 "seeds": sorted(by_seed), "best_dev_bleu": [statistics.mean(dev), spread(dev)],
+                 "train_seconds": statistics.mean(r["train_seconds"] for r in by_seed.values())}
+        base = runs.get(BASELINE, {})
+        paired = [seed for seed in by_seed if seed in base]
+        if paired and row != BASELINE:
+            entry["dev_gain_to_ce"] = statistics.mean(by_seed[s]["best_dev_bleu"] - base[s]["best_dev_bleu"]
+                                                      for s in paired)
+            entry["time_ratio_to_ce"] = statistics.mean(cost(by_seed[s]) / cost(base[s]) for s in paired)
+        entry.update(teacher_summary(search, row, by_seed))
+        table[row] = entry
+    meta = {"date": f"{datetime.date.today()}", "command": shlex.join(["l2t-search", *search.args.argv]),
+            "preset": search.args.preset, "data": search.args.data, "max_update": search.args.max_update,
+            "machine": f"{os.cpu_count()} CPU cores, {search.args.jobs} run(s) at a time",
+            "finished_runs": len(done), "planned_runs": len(search.args.rows) * len(search.args.seeds)}
+    if runs.get(BASELINE):  # how long cross-entropy keeps improving: the budget at which it has converged
+        curves = [record["dev_bleu_curve"] for record in runs[BASELINE].values()]
+        meta["ce_convergence"] = {"gains": convergence(curves, CONVERGED_TAIL), "budget": converged_budget(
+            curves, CONVERGED_GAIN, CONVERGED_TAIL), "gain": CONVERGED_GAIN, "tail": CONVERGED_TAIL}
+    with open(os.path.join(search.args.out, "search.json"), "w") as f:
+        json.dump({"meta": meta, "configs": table}, f, indent=1)
+    text = search_markdown(table, meta)
+    with open(os.path.join(search.args.out, "search.md"), "w") as f:
+        f.write(text)
+    return text
 
 
 def with_teacher_sources(configs):
@@ -277,27 +266,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     args.device = "cpu"  # the dev search runs on the CPU, beside the CPU benchmark's records
-    preset = PRESETS[args.preset]
-    args.max_update = args.max_update or preset["max_update"]
-    args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)
-    args.jobs = args.jobs or preset["jobs"]
-    args.out = args.out or os.path.join("docs", "benchmark", args.preset)
-    args.work = args.work or os.path.join("runs", "search", args.preset)
+    preset = resolved_preset(args, parser, "search")
     if args.benchmark_records is None:
         args.benchmark_records = os.path.join("docs", "benchmark", args.preset, "records")
     args.benchmark_work = args.benchmark_work or os.path.join("runs", "benchmark", args.preset)
     args.rows = with_teacher_sources(args.configs)
-    args.data = runner.prepared_data(args, preset, parser)
+    args.data = prepared_data(args, preset, parser)
     args.sequence_start_update, args.finetune_lr, args.search_records = None, None, None
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
-    search = Search(args, preset)
+    search = build_search(args, preset)
     print(search.report(search.recorded() if args.report else search.run_all()))
     return 0
 
 
 def cli():
-    return runner.cli(main, "l2t-search")
+    return benchmark_cli(main, "l2t-search")
 
 
 if __name__ == "__main__":

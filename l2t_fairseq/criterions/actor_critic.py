@@ -21,7 +21,7 @@ from omegaconf import II
 from l2t_fairseq import actor_critic
 from l2t_fairseq.bleu import bleu_text
 from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode
-from l2t_fairseq.criterions.sequence_level import log_loss_and_nll
+from l2t_fairseq.criterions.sequence_level import log_loss_and_nll, sentence_logging_output
 from l2t_fairseq.errors import UsageError
 from l2t_fairseq.loss import log_probs
 from l2t_fairseq.student import evaluation
@@ -155,20 +155,11 @@ class ActorCriticCriterion(FairseqCriterion):
         # so that every parameter takes part in every update under data parallelism)
         actor_weight = 0.0 if model.training and self.update_num < self.critic_pretrain_updates else 1.0
         loss = critic_loss + actor_weight * (self.actor_nll_weight * nll - objective)
-        nsentences = sample["target"].size(0)
-        logging_output = {
-            "loss": loss.data,
-            "nll_loss": nll.data,
-            "td_error": squared_error.data,
-            "critic_variance": variance.data,
-            "actor_value": objective.data,
-            "sample_bleu": candidates.bleu.sum().data,
-            "sample_tokens": mask.sum().data,
-            "ntokens": sample["ntokens"],
-            "nsentences": nsentences,
-            "sample_size": nsentences,
-        }
-        return loss, nsentences, logging_output
+        logging_output = sentence_logging_output(
+            loss, nll, sample, td_error=squared_error.data, critic_variance=variance.data, actor_value=objective.data,
+            sample_bleu=candidates.bleu.sum().data, sample_tokens=mask.sum().data,
+        )
+        return loss, logging_output["sample_size"], logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:

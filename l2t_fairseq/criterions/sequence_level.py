@@ -38,6 +38,14 @@ class SequenceLevelConfig(FairseqDataclass):
     )
 
 
+def sentence_logging_output(loss, nll, sample, **more):
+    """The logging output of a loss summed over a batch's sentences (its sample size), with the reference's NLL,
+    as ``log_loss_and_nll`` reduces it, and the criterion's own sums."""
+    nsentences = sample["target"].size(0)
+    return {"loss": loss.data, "nll_loss": nll.data, **more, "ntokens": sample["ntokens"], "nsentences": nsentences,
+            "sample_size": nsentences}
+
+
 def log_loss_and_nll(logging_outputs):
     """Logs ``loss`` per sentence and ``nll_loss`` per token in base 2 (``ppl`` from it), as fairseq logs them;
     returns ``total(key)``, the sum of a key over the logging outputs, for the criterion's own metrics."""
@@ -93,18 +101,10 @@ class SequenceLevelCriterion(FairseqCriterion):
         nll = -reference_scores.sum()
         seq_loss = self.sequence_loss(scores, reference_scores, candidates).sum()
         loss = self.token_nll_weight * nll + (1 - self.token_nll_weight) * seq_loss
-        nsentences = sample["target"].size(0)
-        logging_output = {
-            "loss": loss.data,
-            "nll_loss": nll.data,
-            "sequence_loss": seq_loss.data,
-            "candidate_bleu": candidates.bleu.sum().data,
-            "ncandidates": len(candidates.bleu),
-            "ntokens": sample["ntokens"],
-            "nsentences": nsentences,
-            "sample_size": nsentences,
-        }
-        return loss, nsentences, logging_output
+        logging_output = sentence_logging_output(loss, nll, sample, sequence_loss=seq_loss.data,
+                                                 candidate_bleu=candidates.bleu.sum().data,
+                                                 ncandidates=len(candidates.bleu))
+        return loss, logging_output["sample_size"], logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:

@@ -1,0 +1,51 @@
+"""The machine a benchmark runs on: its threads, its kernels, and keeping GPU and CPU records apart."""
+
+import glob
+import json
+import os
+import platform
+
+import torch
+
+from l2t_fairseq.errors import UsageError
+
+
+def kernels(device):
+    """What a run's arithmetic depends on beyond its command: the CPU's kernels, or the GPU and CUDA's version."""
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, torch {torch.__version__}"
+    return cpu_kernels()
+
+
+def cpu_kernels():
+    """What a CPU run's arithmetic depends on beyond its command: the processor, the instruction set torch's
+    kernels use, torch's version (a run trained again where one of them differs may not be the recorded run)."""
+    model = platform.processor() or "unknown"
+    if os.path.isfile("/proc/cpuinfo"):  # Linux: the model's name, where platform gives only the architecture
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+
+
+def environment_threads():
+    """The threads per process that the environment asks for (``OMP_NUM_THREADS``, as torch reads it), or None."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def on_device(preset, device):
+    """The preset as it trains and decodes on ``device``: on a GPU, its ``--cpu`` flags dropped."""
+    if device == "cpu":
+        return preset
+    return {**preset, **{key: [f for f in preset[key] if f != "--cpu"] for key in ("train", "generate")}}
+
+
+def check_device(out, device):
+    """One line where OUT already holds records made on the other device: GPU and CPU rows are never mixed (their
+    costs differ, and so can their arithmetic)."""
+    for path in sorted(glob.glob(os.path.join(out, "records", "*.json"))):
+        with open(path) as f:
+            recorded = json.load(f).get("device", "cpu")
+        if recorded != device:
+            raise UsageError(f"--out {out}: holds records made on the {recorded} ({os.path.basename(path)}); "
+                             f"give --device {device} runs a folder of their own")

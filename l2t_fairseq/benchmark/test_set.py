@@ -1,0 +1,30 @@
+"""The test set, decoded once per finished run from its best checkpoint (beam 5, BPE removed), and scored."""
+
+import os
+import re
+
+from l2t_fairseq import commands
+from l2t_fairseq.benchmark.presets import PLUGIN, REPO
+from l2t_fairseq.run_segments import measured_run
+
+
+def decode_test_set(data, generate_flags, run_dir, threads):
+    """Test hypotheses, references and sources in corpus order (fairseq's tokenized text, BPE removed), and
+    BLEU4."""
+    command = [
+        *commands.command("fairseq-generate"), data, "--user-dir", PLUGIN, "--path",
+        os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
+        "--max-len-a", "1.2", "--max-len-b", "10", *generate_flags,
+    ]
+    output = measured_run(command, os.path.join(run_dir, "generate.log"), threads, cwd=REPO)[2]
+    by_id = {"H": {}, "T": {}, "S": {}}
+    for kind, index, text in re.findall(r"^([HTS])-(\d+)\t(?:[-0-9.e]+\t)?(.*)$", output, re.M):
+        by_id[kind][int(index)] = text
+    count = max(by_id["T"]) + 1
+    hypotheses, references, sources = ([by_id[kind].get(i, "") for i in range(count)] for kind in "HTS")
+    return hypotheses, references, sources, float(re.search(r"BLEU4 = ([0-9.]+)", output).group(1))
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
