@@ -647,3 +647,41 @@ def test_gpu_runs_drop_the_presets_cpu_flags_and_keep_records_of_their_own(tmp_p
     with pytest.raises(SystemExit):
         cli.main(["--preset", "multi30k-paper-transformer", "--device", "cuda", "--out", str(tmp_path / "gpu")])
     assert not (tmp_path / "gpu").exists()
+
+
+def test_noisy_presets_offer_rows_on_data_of_their_own(tmp_path, capsys):
+    """The clean ceiling and the overlap filter at each threshold train on data folders of their own; a preset
+    without them refuses those rows in one line."""
+    import argparse
+
+    from l2t_fairseq.benchmark import cli, runner
+    from l2t_fairseq.benchmark.presets import DATA_ROWS
+
+    preset = PRESETS["multi30k-untranslated"]
+    assert set(preset["row_data"]) == set(DATA_ROWS)
+    assert "--filter-overlap" in preset["row_data"]["cross_entropy_filtered0.5"]["prepare"]
+    args = argparse.Namespace(out=str(tmp_path), threads=1, jobs=1, data="runs/multi30k-untranslated/bin",
+                              l2t_flags="")
+    benchmark = runner.Benchmark(args, preset)
+    assert benchmark.data("cross_entropy") == args.data
+    assert benchmark.data("cross_entropy_clean") == PRESETS["multi30k"]["data"]
+    with pytest.raises(SystemExit):
+        cli.main(["--preset", "multi30k", "--rows", "cross_entropy", "cross_entropy_clean", "--out", str(tmp_path)])
+    assert "the preset multi30k has no data of their own for them" in capsys.readouterr().err
+
+
+def test_the_filter_whose_threshold_dev_bleu_chose_is_a_bar_for_the_teacher():
+    from l2t_fairseq.benchmark.report import FILTER_CHECK, chosen_filter, verdict
+
+    def s(dev, test):
+        return {"best_dev_bleu": [dev, 0.0], "test_bleu": [test, 0.1], "seeds": [1, 2, 3]}
+
+    summary = {"cross_entropy": s(30.0, 30.0), "cross_entropy_filtered0.3": s(31.0, 33.0),
+               "cross_entropy_filtered0.5": s(32.0, 31.0),
+               "l2t_dlf": {**s(31.0, 32.0), "gap_to_ce": 2.0, "paired_seeds": [1, 2, 3],
+                           "paired_bootstrap_p": [0.01] * 3, "gap_per_seed": [2.0] * 3}}
+    assert chosen_filter(summary) == "cross_entropy_filtered0.5"  # by dev BLEU, not by test
+    runs = {str(seed): {row: {"test_bleu": summary[row]["test_bleu"][0]} for row in summary} for seed in (1, 2, 3)}
+    v = verdict(summary, runs)["l2t_dlf"]
+    assert v["margins"]["filter"] == 1.0 and v["checks"][FILTER_CHECK] is True
+    assert chosen_filter({"cross_entropy": s(30.0, 30.0)}) is None

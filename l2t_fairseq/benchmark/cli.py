@@ -16,7 +16,7 @@ import torch
 from l2t_fairseq.benchmark import runner
 from l2t_fairseq.benchmark.command_lines import after, validation_update
 from l2t_fairseq.benchmark.machine import check_device, on_device
-from l2t_fairseq.benchmark.presets import PRESETS, REPO, ROWS, SEQUENCE_LEVEL
+from l2t_fairseq.benchmark.presets import DATA_ROWS, PRESETS, REPO, ROWS, SEQUENCE_LEVEL
 from l2t_fairseq.run_segments import console_command
 
 
@@ -80,7 +80,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, "tables, plots and run records (default: docs/benchmark/PRESET)",
                       "runs/benchmark/PRESET", default_seeds=[1, 2, 3])
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="default: every row the preset offers")
     parser.add_argument("--sequence-start", type=float, default=0.9,
                         help="fraction of the budget trained with cross-entropy before MRT/softmax-margin fine-tuning "
                         "(rounded down to a validation)")
@@ -107,11 +107,18 @@ def main(argv=None):
     student = [*preset["train"], *shlex.split(args.student_flags)]
     args.finetune_lr = args.finetune_lr or float(after(student, "--lr")) / 10
     check_device(args.out, args.device)
-    args.rows = [row for row in ROWS if row in args.rows]  # cross_entropy first: the baseline
+    lacking = [row for row in args.rows or () if row in DATA_ROWS and row not in preset.get("row_data", {})]
+    if lacking:
+        parser.error(f"--rows {' '.join(lacking)}: the preset {args.preset} has no data of their own for them")
+    offered = [row for row in ROWS if row not in DATA_ROWS or row in preset.get("row_data", {})]
+    args.rows = [row for row in offered if row in (args.rows or offered)]  # cross_entropy first: the baseline
     if any(row in SEQUENCE_LEVEL for row in args.rows) and args.sequence_start_update >= args.max_update:
         parser.error(f"--sequence-start: the fine-tunes would start at update {args.sequence_start_update} of "
                      f"{args.max_update}; validate more often (--validate-every)")
     args.data = prepared_data(args, preset, parser)
+    for row in args.rows:  # the rows that train on data of their own
+        if row in preset.get("row_data", {}):
+            prepared_data(argparse.Namespace(data=None), preset["row_data"][row], parser)
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
 

@@ -140,7 +140,10 @@ def main():
         return
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    print(json.dumps(probe_here(argv)))
+    print(json.dumps(probe_here(argv)), flush=True)
+    # fairseq's training loop was left in its first update: leave without tearing down its threads (which can
+    # abort the interpreter at exit, "terminate called without an active exception")
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@
   lookahead gain (M~ after the step minus before, same batches and candidates: positive = the step improved what
   it optimizes);
 - ``phi_spread.png``: relative spread (std / mean) of Phi over the target words, overall and by frequency band;
-- ``teacher.md``: what the online teachers learned, against a null (:mod:`l2t_fairseq.benchmark.teacher_report`).
+- ``teacher.md``: what the online teachers learned, against a null (:mod:`l2t_fairseq.benchmark.teacher_report`);
+- ``phi_noise.png`` (data prepared with ``--noise``): the mean coefficient of the word types that occur only in
+  corrupted training targets over that of the others (:mod:`l2t_fairseq.benchmark.noise_report`).
 """
 
 import argparse
@@ -26,6 +28,7 @@ import torch
 from fairseq.data import Dictionary, data_utils
 
 from l2t_fairseq import teacher_log
+from l2t_fairseq.benchmark.noise_report import noise_lines, noise_only_words, ratio
 from l2t_fairseq.benchmark.teacher_report import TITLE as TEACHER_TITLE
 from l2t_fairseq.benchmark.teacher_report import learned
 from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
@@ -47,8 +50,9 @@ def training_targets(data):
     pair = re.search(r"train\.([^.]+)\.[^.]+\.idx$", indexes[0]).group(1)
     target = pair.split("-")[1]
     dictionary = Dictionary.load(os.path.join(data, f"dict.{target}.txt"))
-    dataset = data_utils.load_indexed_dataset(os.path.join(data, f"train.{pair}.{target}"), dictionary)
-    return dictionary, target_frequency(dataset, len(dictionary))
+    prefix = os.path.join(data, f"train.{pair}.{target}")
+    dataset = data_utils.load_indexed_dataset(prefix, dictionary)
+    return dictionary, target_frequency(dataset, len(dictionary)), prefix
 
 
 def teacher_logs(out, row="l2t_dlf"):
@@ -154,13 +158,26 @@ def plot_phi_spread(out, ranked, logs, phis):
     save(fig, out, "phi_spread.png")
 
 
+def plot_phi_noise(out, phis, words, frequency):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for seed, rows in phis.items():
+        ax.plot([r["update"] for r, _ in rows], [ratio(phi, words, frequency) for _, phi in rows], marker=".",
+                label=f"seed {seed}")
+    ax.axhline(1, color="gray", linewidth=0.8)
+    ax.set_xlabel("student updates")
+    ax.set_ylabel("mean Phi of noise-only words / of the others")
+    ax.set_title(f"Did the teacher find the noise? ({len(words)} word types only in corrupted targets)")
+    ax.legend(fontsize=8)
+    save(fig, out, "phi_noise.png")
+
+
 def plot_all(out, data):
     with open(os.path.join(out, "results.json")) as f:
         runs = json.load(f)["runs"]
     plot_dev_bleu(out, runs)
     logs, phis = teacher_logs(out)
     if logs:
-        dictionary, frequency = training_targets(data)
+        dictionary, frequency, prefix = training_targets(data)
         ranked = frequency_ranks(frequency)
         plot_phi(out, dictionary, ranked, phis)
         plot_phi_frequency(out, frequency, ranked, phis)
@@ -168,6 +185,10 @@ def plot_all(out, data):
         plot_phi_spread(out, ranked, logs, phis)
         commands = {seed: by_row["l2t_dlf"].get("command", "") for seed, by_row in runs.items() if "l2t_dlf" in by_row}
         lines = learned(logs, phis, commands, dictionary, frequency)
+        noise = noise_only_words(data, dictionary, prefix)
+        if noise is not None and len(noise):
+            plot_phi_noise(out, phis, noise, frequency)
+            lines += noise_lines(phis, noise, dictionary, frequency)
         write_whole(os.path.join(out, "teacher.md"), "\n".join([TEACHER_TITLE, "", *lines]) + "\n")
 
 

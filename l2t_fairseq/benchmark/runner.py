@@ -113,6 +113,10 @@ class Benchmark:
     def row_flags(self, row):
         return self.rows.flags(row)
 
+    def data(self, row):
+        """The binarized data the row trains on: the preset's, or one of its own (``row_data``)."""
+        return self.preset.get("row_data", {}).get(row, {}).get("data", self.args.data)
+
     def is_teacher_row(self, row):
         return "l2t_translation" in self.row_flags(row)
 
@@ -191,7 +195,7 @@ class Benchmark:
         os.makedirs(self.records, exist_ok=True)
         if self.decode_test:
             hypotheses, references, sources, record["fairseq_bleu4"] = decode_test_set(
-                self.args.data, self.preset["generate"], run_dir, self.threads)
+                self.data(row), self.preset["generate"], run_dir, self.threads)
             record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
             write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
             write_lines(os.path.join(self.records, "reference.txt"), references)
@@ -287,7 +291,7 @@ class Benchmark:
         if row != BASELINE:
             extra += ["--keep-interval-updates", "1"]
         return [
-            sys.executable, "-c", TRAIN_CHILD, args.data, "--user-dir", PLUGIN, *self.row_flags(row),
+            sys.executable, "-c", TRAIN_CHILD, self.data(row), "--user-dir", PLUGIN, *self.row_flags(row),
             *self.student_flags(),
             *EVAL_BLEU, "--validate-interval-updates", str(args.validate_every),
             "--max-update", str(updates), "--seed", str(seed), "--save-dir", run_dir, "--no-epoch-checkpoints",
