@@ -53,6 +53,12 @@ def digest(phi):
     return {"largest": pick(order[::-1][:EXTREMES]), "smallest": pick(order[:EXTREMES])}
 
 
+def kept_row(phi):
+    """``Phi`` as the array file keeps it (float16) and the hash of that row, which its line records."""
+    row = np.asarray(phi, dtype=np.float16)
+    return row, hashlib.sha256(row[None].tobytes()).hexdigest()[:16]
+
+
 def write_rows(log_path, rows):
     """The array file of a log, whole, float16."""
     buffer = io.BytesIO()
@@ -69,10 +75,9 @@ def append(save_dir, record, phi, frequency, keep_phi):
     record = {**record, "phi_bands": phi_bands(phi, frequency), "phi_digest": digest(phi)}
     if keep_phi:
         rows = read_phi(path)
-        row = np.asarray(phi, dtype=np.float16)[None]
+        row, record["phi_sha256"] = kept_row(phi)
         record["phi_row"] = len(rows)
-        record["phi_sha256"] = hashlib.sha256(row.tobytes()).hexdigest()[:16]
-        write_rows(path, np.concatenate([rows.astype(np.float16), row]) if len(rows) else row)
+        write_rows(path, np.concatenate([rows.astype(np.float16), row[None]]) if len(rows) else row[None])
     with open(path, "a") as log:
         log.write(json.dumps(record) + "\n")
 

@@ -8,7 +8,6 @@ A log already compact is left as it is.  The rows kept are the older form's valu
 """
 
 import argparse
-import hashlib
 import json
 import sys
 
@@ -27,9 +26,8 @@ def compact(path, every):
         phi = np.asarray(record.pop("phi"), dtype=np.float64)
         record["phi_digest"] = teacher_log.digest(phi)
         if index % every == 0 or index == len(records) - 1:
-            row = phi.astype(np.float16)
+            row, record["phi_sha256"] = teacher_log.kept_row(phi)
             record["phi_row"] = len(rows)
-            record["phi_sha256"] = hashlib.sha256(row[None].tobytes()).hexdigest()[:16]
             rows.append(row)
     teacher_log.write_rows(path, np.stack(rows))
     write_whole(path, "".join(json.dumps(record) + "\n" for record in records))

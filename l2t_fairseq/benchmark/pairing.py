@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 
+from l2t_fairseq.benchmark.command_lines import after, without
 from l2t_fairseq.whole_files import write_whole
 
 SHA_CHARS = 16
@@ -51,14 +52,6 @@ def batches_digest(samples):
     return digest.hexdigest()[:SHA_CHARS]
 
 
-def with_save_dir(argv, save_dir):
-    argv = list(argv)
-    if "--save-dir" in argv:
-        argv[argv.index("--save-dir") + 1] = save_dir
-        return argv
-    return [*argv, "--save-dir", save_dir]
-
-
 def probe_here(argv):
     """The facts of ``fairseq-train ARGV``'s first update, in this process."""
     from fairseq import trainer as fairseq_trainer
@@ -81,7 +74,7 @@ def probe_here(argv):
         return epoch_itr
 
     with tempfile.TemporaryDirectory() as save_dir:
-        sys.argv = ["fairseq-train", *with_save_dir(argv, save_dir)]
+        sys.argv = ["fairseq-train", *without(argv, "--save-dir"), "--save-dir", save_dir]
         Trainer.train_step, Trainer.get_train_iterator = first_update, iterator
         try:
             train.cli_main()
@@ -103,7 +96,7 @@ def probe(argv, env=None):
 
 def pairing(facts, argv, resumed_at):
     """A record's pairing facts: the probe's, and the epoch of each resume (``resumed_at``: updates)."""
-    update_freq = int(argv[argv.index("--update-freq") + 1]) if "--update-freq" in argv else 1
+    update_freq = int(after(argv, "--update-freq", 1))
     per_epoch = math.ceil(facts["batches_per_epoch"] / update_freq)
     resumes = list(resumed_at or [])
     later = [u for u in resumes if u >= per_epoch]  # resumed in its first epoch, a run draws the same batches

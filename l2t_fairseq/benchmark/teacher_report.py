@@ -20,6 +20,7 @@ import statistics
 import numpy as np
 import torch
 
+from l2t_fairseq.benchmark.command_lines import after
 from l2t_fairseq.diagnostics import frequency_ranks
 from l2t_fairseq.teacher import Teacher, default_phi_init
 
@@ -31,9 +32,8 @@ SHOWN = 5  # words weighted up and down most
 
 def flag(command, name, default, kind=float):
     """A flag's value in a recorded fairseq-train command (the last one given), else ``default``."""
-    words = shlex.split(command) if isinstance(command, str) else list(command)
-    values = [words[i + 1] for i, word in enumerate(words[:-1]) if word == name]
-    return kind(values[-1]) if values else default
+    value = after(shlex.split(command) if isinstance(command, str) else list(command), name)
+    return default if value is None else kind(value)
 
 
 def relative(phi, frequency):
