@@ -24,12 +24,14 @@ from l2t_fairseq.unroll_optimizer import UpdateRule
 KEEP_ALL_BYTES = 2**30  # --unroll-keep-every 0 keeps every snapshot of the unroll where they fit in this
 
 
-def keep_every(requested, unroll_steps, params):
+def keep_every(requested, unroll_steps, params, rule):
     """k: ``requested`` if given (``--unroll-keep-every``), else every snapshot where the U of them fit in
-    KEEP_ALL_BYTES (no forward step recomputed), else about sqrt(U) (memory about 2 sqrt(U) x the student)."""
+    KEEP_ALL_BYTES (no forward step recomputed), else about sqrt(U) (memory about 2 sqrt(U) x the student).  A
+    snapshot under Adam holds its moments too."""
     if requested:
         return requested
-    snapshots = unroll_steps * sum(p.numel() * p.element_size() for p in params.values())
+    copies = 1 if rule.second_moment is None else 2 + (rule.momentum > 0)
+    snapshots = copies * unroll_steps * sum(p.numel() * p.element_size() for p in params.values())
     return 1 if snapshots <= KEEP_ALL_BYTES else math.ceil(math.sqrt(unroll_steps))
 
 

@@ -176,7 +176,7 @@ class Teaching:
             dev_objective=self.measure.objective(model, dev_sample, seed, greedy),
             device_type=self.device.type,
             heldout=heldout,
-            keep_every=keep_every(cfg.unroll_keep_every, cfg.unroll_steps, params),
+            keep_every=keep_every(cfg.unroll_keep_every, cfg.unroll_steps, params, rule),
             student=student,
         )
 

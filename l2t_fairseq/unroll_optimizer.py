@@ -4,7 +4,8 @@ One family covers every choice of ``--unroll-optimizer``::
 
     g'     = clip(g) + l2 * omega                 (fairseq's --clip-norm; SGD's coupled weight decay)
     m'     = beta * m + (1 - beta) * g'           (beta = 0: m' = g')
-    omega' = decay * omega - lr * P * m'
+    v'     = beta2 * v + (1 - beta2) * g'^2       (Adam only)
+    omega' = decay * omega - lr * P * m'          (P = 1 / (sqrt(v') + eps); without v, P = 1)
 
 - ``sgd``: the paper's eq. (1), ``P = 1``.  For a student trained with
   fairseq's ``--optimizer sgd`` this is its own step: the scheduler's current
@@ -12,25 +13,26 @@ One family covers every choice of ``--unroll-optimizer``::
   momentum buffer as ``m / (1 - beta)``: torch's ``buf = beta buf + g'``) and
   its weight decay (``l2``).  For another student, plain SGD at the student's
   current learning rate, or ``--unroll-lr``.
-- ``adam``: the steps the student really takes under fairseq's Adam, with
-  Adam's second moment frozen over the U steps: ``P = 1 / (sqrt(v) + eps)``
-  from fairseq's optimizer state, ``lr`` the scheduler's current learning rate
-  times Adam's bias corrections, and fairseq's decoupled weight decay
-  (``decay = 1 - weight_decay * lr``).  The first moment ``m`` is carried too
-  (``beta = beta1``, starting from Adam's ``exp_avg``); with
-  ``--no-unroll-momentum`` the step uses the fresh gradient (``beta = 0``).
+- ``adam``: the steps the student really takes under fairseq's Adam: both
+  moments start from fairseq's optimizer state (``exp_avg``, ``exp_avg_sq``)
+  and follow the replayed gradients, ``lr`` is the scheduler's learning rate
+  times Adam's bias corrections at each step, and the weight decay is
+  fairseq's decoupled one (``decay = 1 - weight_decay * lr``).  With
+  ``--no-unroll-momentum`` the step uses the fresh gradient instead of ``m``
+  (``beta = 0``), an approximation of the student's step.
 - ``auto`` (the default): ``adam`` for a student trained with fairseq's Adam,
   ``sgd`` for one trained with its SGD; any other optimizer is refused.
 
 ``clip`` is fairseq's ``--clip-norm``, ``g * min(1, c / (|g| + 1e-6))``, and it
 is differentiated (:mod:`l2t_fairseq.hypergrad`).  Everything else here is a
-constant of the unroll: the hypergradient differentiates through ``g`` only.
+constant of the unroll: the hypergradient differentiates through ``g`` and
+the moments it enters, ``m`` and ``v``.
 """
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Union
 
 import torch
 
@@ -40,12 +42,28 @@ from l2t_fairseq.student import fp32_params, master_weights, split_like_optimize
 UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 
 
+class Moments(NamedTuple):
+    """What the unroll carries from one step to the next besides the weights: the first moment ``m`` (with
+    momentum) and Adam's second moment ``v``, by parameter name; None where the rule has none."""
+
+    first: Optional[Dict[str, torch.Tensor]] = None
+    second: Optional[Dict[str, torch.Tensor]] = None
+
+    def detached(self):
+        return Moments(*(None if m is None else {n: t.detach() for n, t in m.items()} for m in self))
+
+    def cloned(self):
+        return Moments(*(None if m is None else {n: t.clone() for n, t in m.items()} for m in self))
+
+
 @dataclass
 class UpdateRule:
     lr: Union[float, Sequence[float]]  # one for every step, or one per step
-    preconditioner: Optional[Dict[str, torch.Tensor]] = None  # P by parameter name; None: 1
     momentum: float = 0.0  # beta
     velocity: Optional[Dict[str, torch.Tensor]] = None  # m_0 (with momentum)
+    second_moment: Optional[Dict[str, torch.Tensor]] = None  # Adam's v_0; None: P = 1
+    beta2: float = 0.999  # Adam's
+    eps: float = 1e-8  # Adam's
     decay: Union[float, Sequence[float]] = 1.0  # one for every step, or one per step
     l2: float = 0.0  # coupled weight decay (torch's SGD)
     clip_norm: float = 0.0  # fairseq's --clip-norm; 0: none
@@ -60,8 +78,35 @@ class UpdateRule:
             decay=self.decay if isinstance(self.decay, (int, float)) else self.decay[t],
         )
 
-    def precondition(self, name, tensor):
-        return tensor if self.preconditioner is None else tensor * self.preconditioner[name]
+    def moments(self):
+        """``(m_0, v_0)``: the moments the unroll starts from."""
+        return Moments(self.velocity, self.second_moment)
+
+    def moved_first_moment(self, first_moment, grads):
+        """``m' = beta m + (1 - beta) g'`` after this step's direction ``grads`` (``m = 0`` where None); without
+        momentum, ``g'`` itself."""
+        if not self.momentum:
+            return grads
+        return {name: (self.momentum * first_moment[name] if first_moment is not None else 0)
+                + (1 - self.momentum) * g for name, g in grads.items()}
+
+    def moved_second_moment(self, second_moment, grads):
+        """Adam's ``v' = beta2 v + (1 - beta2) g'^2`` after this step's direction ``grads`` (differentiable in
+        them); None without a second moment."""
+        if second_moment is None:
+            return None
+        return {name: self.beta2 * second_moment[name] + (1 - self.beta2) * g**2 for name, g in grads.items()}
+
+    def precondition(self, name, tensor, second_moment):
+        """``P * tensor``, with ``P = 1 / (sqrt(v') + eps)`` from the step's second moment ``v'``, or 1."""
+        return tensor if second_moment is None else tensor / (second_moment[name].sqrt() + self.eps)
+
+    def precondition_slope(self, name, tensor, second_moment):
+        """``d(P * tensor) / dv'`` (elementwise): ``-tensor / (2 sqrt(v') (sqrt(v') + eps)^2)``, 0 where
+        ``v' = 0`` (there the gradient and ``tensor`` have been 0 so far)."""
+        root = second_moment[name].sqrt()
+        slope = -tensor / (2 * root * (root + self.eps) ** 2)
+        return torch.where(root > 0, slope, torch.zeros_like(slope))
 
     def direction(self, grads, params):
         """``g'``: the clipped gradient plus the coupled weight decay (differentiable in ``grads`` and ``params``)."""
@@ -72,7 +117,6 @@ class UpdateRule:
         if self.l2:
             grads = {name: g + self.l2 * params[name] for name, g in grads.items()}
         return grads
-
 
 def optimizer_name(optimizer):
     """``adam``, ``sgd`` or the torch optimizer's class name, for fairseq's ``optimizer`` (or its FP16Optimizer)."""
@@ -115,8 +159,8 @@ def snapshot(model, optimizer, cfg, copy=True):
     params = fp32_params(model, optimizer)
     if copy:
         params = {name: p.clone() for name, p in params.items()}
-        if rule.velocity is not None:
-            rule.velocity = {name: v.clone() for name, v in rule.velocity.items()}
+        # the optimizer's own state tensors, which its next steps change in place
+        rule.velocity, rule.second_moment = rule.moments().cloned()
     return params, rule
 
 
@@ -176,7 +220,7 @@ def sgd_rule(model, optimizer, unroll_lr=None):
 
 
 def adam_rule(model, optimizer, momentum=False):
-    """The Adam step fairseq's optimizer would take now, with its moments frozen (see the module docstring)."""
+    """The Adam steps fairseq's optimizer would take from now (see the module docstring)."""
     check_optimizer(optimizer, "adam")
     group = optimizer.optimizer.param_groups[0]
     second_moment = optimizer_state(model, optimizer, "exp_avg_sq")
@@ -185,8 +229,10 @@ def adam_rule(model, optimizer, momentum=False):
     lr, decay = step_size(optimizer, "adam", momentum=momentum)
     return UpdateRule(
         lr=lr,
-        preconditioner={name: 1 / (v.sqrt() + group["eps"]) for name, v in second_moment.items()},
         momentum=group["betas"][0] if momentum else 0.0,
         velocity=optimizer_state(model, optimizer, "exp_avg") if momentum else None,
+        second_moment=second_moment,
+        beta2=group["betas"][1],
+        eps=group["eps"],
         decay=decay,
     )

@@ -113,6 +113,8 @@ class UpdateRecorder:
         self.updates.extend(Update(*to(list(u))) for u in state["updates"][-self.unroll_steps:])
         self.current = None if state["current"] is None else Update(*to(list(state["current"])))
         self.window = None
-        if state.get("window") is not None:
+        # a window saved by the Adam unroll that held the second moment fixed (its rule has "preconditioner"
+        # instead) is dropped: that one refresh is skipped
+        if state.get("window") is not None and "preconditioner" not in state["window"][2]:
             first, params, rule = state["window"]
             self.window = (first, (to(params), UpdateRule(**{k: to(v) for k, v in rule.items()})))

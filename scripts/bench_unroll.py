@@ -22,7 +22,7 @@ import time
 import torch
 
 from l2t_fairseq import teacher_step
-from l2t_fairseq.student import fp32_params
+from l2t_fairseq.unroll_optimizer import snapshot
 
 
 def peak_mib(device):
@@ -81,7 +81,8 @@ def measure(data, steps, keep_every, device, fairseq_flags, save_dir):
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "U": steps, "parameters": parameters,
-        "keep_every": teacher_step.keep_every(cfg.task.unroll_keep_every, steps, fp32_params(model, trainer.optimizer)),
+        "keep_every": teacher_step.keep_every(cfg.task.unroll_keep_every, steps,
+                                              *snapshot(model, trainer.optimizer, cfg.task, copy=False)),
         "student_step_s": statistics.median(step_times[2:]), "refresh_s": refresh,
         "peak_before_mib": before, "peak_after_mib": after,
     }

@@ -23,6 +23,10 @@ MEASURES = ("update", "state", "dev_expected_bleu", "hypergrad_norm", "lookahead
 FLAGS = ("--max-update", 45, "--teacher-interval", 15, "--unroll-steps", 4, "--update-freq", 2,
          "--lookahead-gain-every", 2, "--disable-validation", "--teacher-dev-max-tokens", 512)
 RELATIVE = 1e-4  # float sums over a few thousand weights, one thread, on another x86 CPU with the same torch
+# the replay's distance to the student's weights is rounding alone (the Adam unroll replays the real steps): its
+# relative error between CPUs is ~1e-2 (4.38e-5 here, 4.45e-5 on another x86 CPU), so it is pinned to its scale, a
+# thousandth of what an unroll that drops a moment gives (23-32)
+ROUNDING = {"replay_gap": 1e-4}
 
 
 def fingerprint(save_dir):
@@ -39,17 +43,17 @@ def fingerprint(save_dir):
     return {"refreshes": refreshes, "phi": phi, "weights": weights}
 
 
-def assert_close(got, expected, where):
+def assert_close(got, expected, where, absolute=1e-7):
     if isinstance(expected, dict):
         assert set(got) == set(expected), where
         for key in expected:
-            assert_close(got[key], expected[key], f"{where}.{key}")
+            assert_close(got[key], expected[key], f"{where}.{key}", ROUNDING.get(key, absolute))
     elif isinstance(expected, list):
         assert len(got) == len(expected), where
         for i, (g, e) in enumerate(zip(got, expected)):
-            assert_close(g, e, f"{where}[{i}]")
+            assert_close(g, e, f"{where}[{i}]", absolute)
     else:
-        assert got == pytest.approx(expected, rel=RELATIVE, abs=1e-7), where
+        assert got == pytest.approx(expected, rel=RELATIVE, abs=absolute), where
 
 
 def test_a_small_run_behaves_as_recorded(toy_data, tmp_path, monkeypatch):

@@ -603,6 +603,10 @@ def test_the_report_says_which_seeds_start_alike_and_where_runs_were_resumed():
     assert summary["probed_runs"] == 4 and summary["resumed_later"] == ["l2t_dlf seed 1 at 600"]
     assert summary["seeds"]["1"]["same_weights"] and not summary["seeds"]["2"]["same_weights"]
     assert summary["seeds"]["2"]["same_first_batches"] and summary["seeds"]["3"]["rows"] == 0
+    # a row on data of its own (another vocabulary, other batches) is left out of the pairing, and named
+    runs["1"]["cross_entropy_filtered0.5"] = facts("x", "y")
+    summary = pairing_summary(runs)
+    assert summary["seeds"]["1"]["same_weights"] and summary["own_data"] == ["cross_entropy_filtered0.5"]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -670,8 +674,37 @@ def test_noisy_presets_offer_rows_on_data_of_their_own(tmp_path, capsys):
     assert "the preset multi30k has no data of their own for them" in capsys.readouterr().err
 
 
+def test_a_row_on_data_of_its_own_keeps_its_own_test_sources_and_references(tmp_path, monkeypatch):
+    """The shared ``source.txt`` and ``reference.txt`` stay those of the preset's data whichever row finishes
+    last: a row on data of its own (another vocabulary, other ``<unk>``) keeps its own, and its copy rate reads
+    them."""
+    import argparse
+
+    from l2t_fairseq.benchmark import runner
+    from l2t_fairseq.benchmark.report import copy_rates
+
+    args = argparse.Namespace(out=str(tmp_path), threads=1, jobs=1, data="runs/multi30k-untranslated/bin",
+                              l2t_flags="")
+    benchmark = runner.Benchmark(args, PRESETS["multi30k-untranslated"])
+    sides = {args.data: ("ein hund läuft .", "a dog runs ."),
+             PRESETS["multi30k"]["data"]: ("zwei <unk> schlafen .", "a <unk> runs .")}
+    monkeypatch.setattr(runner, "decode_test_set",
+                        lambda data, *_: (["ein hund läuft ."], [sides[data][1]], [sides[data][0]], 1.0))
+    monkeypatch.setattr(benchmark, "searched", lambda row, seed: None)
+    monkeypatch.setattr(benchmark, "train", lambda row, seed, done: ({"row": row, "pairing": {}}, str(tmp_path)))
+    for row in ("cross_entropy", "cross_entropy_clean"):  # the row on its own data last
+        benchmark.run(row, 1, {})
+    records = tmp_path / "records"
+    assert (records / "source.txt").read_text() == "ein hund läuft .\n"
+    assert (records / "reference.txt").read_text() == "a dog runs .\n"
+    assert (records / "cross_entropy_clean.source.txt").read_text() == "zwei <unk> schlafen .\n"
+    assert (records / "cross_entropy_clean.reference.txt").read_text() == "a <unk> runs .\n"
+    assert copy_rates(str(records), "cross_entropy", [1]) == [1.0]
+    assert copy_rates(str(records), "cross_entropy_clean", [1]) == [0.0]  # its output copies another source
+
+
 def test_the_filter_whose_threshold_dev_bleu_chose_is_a_bar_for_the_teacher():
-    from l2t_fairseq.benchmark.report import FILTER_CHECK, chosen_filter, verdict
+    from l2t_fairseq.benchmark.report import FILTER_CHECK, filter_choice, verdict
 
     def s(dev, test):
         return {"best_dev_bleu": [dev, 0.0], "test_bleu": [test, 0.1], "seeds": [1, 2, 3]}
@@ -680,8 +713,18 @@ def test_the_filter_whose_threshold_dev_bleu_chose_is_a_bar_for_the_teacher():
                "cross_entropy_filtered0.5": s(32.0, 31.0),
                "l2t_dlf": {**s(31.0, 32.0), "gap_to_ce": 2.0, "paired_seeds": [1, 2, 3],
                            "paired_bootstrap_p": [0.01] * 3, "gap_per_seed": [2.0] * 3}}
-    assert chosen_filter(summary) == "cross_entropy_filtered0.5"  # by dev BLEU, not by test
-    runs = {str(seed): {row: {"test_bleu": summary[row]["test_bleu"][0]} for row in summary} for seed in (1, 2, 3)}
+    runs = {str(seed): {row: {"test_bleu": summary[row]["test_bleu"][0],
+                              "best_dev_bleu": summary[row]["best_dev_bleu"][0]} for row in summary}
+            for seed in (1, 2, 3)}
+    assert filter_choice(runs)["chosen"] == "cross_entropy_filtered0.5"  # by dev BLEU, not by test
     v = verdict(summary, runs)["l2t_dlf"]
     assert v["margins"]["filter"] == 1.0 and v["checks"][FILTER_CHECK] is True
-    assert chosen_filter({"cross_entropy": s(30.0, 30.0)}) is None
+    assert filter_choice({"1": {"cross_entropy": runs["1"]["cross_entropy"]}}) == {}
+    # one threshold run on more seeds than the other is compared on the seeds both have: 0.3 on seed 1 alone
+    # (dev 33.0) against 0.5 on seeds 1 (32.0) and 2 (36.0) chooses 0.3, where the means over each one's seeds
+    # (33.0 against 34.0) would choose 0.5
+    runs = {"1": {"cross_entropy_filtered0.3": {"best_dev_bleu": 33.0},
+                  "cross_entropy_filtered0.5": {"best_dev_bleu": 32.0}},
+            "2": {"cross_entropy_filtered0.5": {"best_dev_bleu": 36.0}}}
+    assert filter_choice(runs) == {"seeds": ["1"], "chosen": "cross_entropy_filtered0.3",
+                                   "dev": {"cross_entropy_filtered0.3": 33.0, "cross_entropy_filtered0.5": 32.0}}

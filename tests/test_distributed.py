@@ -248,4 +248,6 @@ def test_the_replay_is_not_the_real_step_under_data_parallelism(toy_data, tmp_pa
         *DDP_FLAGS, *sgd)
     (one,), (two,) = (teacher_log.read(tmp_path / d / "teacher.jsonl") for d in ("one", "two"))
     assert one["update"] == two["update"] == 7 and two["workers"] == 2
-    assert one["replay_gap"] < 1e-4 < 0.01 < two["replay_gap"], (one["replay_gap"], two["replay_gap"])
+    # one worker's gap is rounding through 8 steps at lr 0.5 (2.0e-4 measured on one x86 CPU, less on another);
+    # two workers' is the half-batch difference, ~0.08
+    assert one["replay_gap"] < 1e-3 < 0.01 < two["replay_gap"], (one["replay_gap"], two["replay_gap"])

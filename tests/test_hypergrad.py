@@ -25,7 +25,8 @@ CLIP_NORM = 0.05
 
 
 def update_rule(kind, params):
-    """Plain SGD (eq. 1), or an Adam-like step: per-weight preconditioner, weight decay, optionally momentum."""
+    """Plain SGD (eq. 1), or Adam's step: its second moment moving with every step (a short memory, beta2 = 0.9,
+    so that its share of the hypergradient is large), weight decay, optionally momentum."""
     if kind == "sgd":
         return UpdateRule(lr=LR)
     if kind == "sgd_momentum_clip":
@@ -39,7 +40,8 @@ def update_rule(kind, params):
     schedule = kind == "adam_schedule"
     return UpdateRule(
         lr=[0.05, 0.03, 0.06][:UNROLL_STEPS] if schedule else 0.05,
-        preconditioner={n: like(p, 0.5, 20.0) for n, p in params.items()},
+        second_moment={n: like(p, 1e-3, 1e-1) for n, p in params.items()},
+        beta2=0.9,
         decay=[0.99, 0.995, 0.98][:UNROLL_STEPS] if schedule else 0.99,
         momentum=0.9 if momentum else 0.0,
         velocity={n: like(p, -0.01, 0.01) for n, p in params.items()} if momentum else None,
@@ -93,10 +95,10 @@ def rmd_teacher_gradient(teacher, states, batches, step_loss, dev_objective, par
 def unrolled_dev_loss(teacher_params, teacher, states, batches, step_loss, dev_objective, params, rule,
                       create_graph):
     """J(theta) by running the U steps forward, optionally keeping the whole graph (one graph, no chunks)."""
-    current, velocity = leaves(params), rule.velocity
+    current, moments = leaves(params), rule.moments()
     for t, (state, batch) in enumerate(zip(states, batches)):
         phi = torch.func.functional_call(teacher, teacher_params, (state,))
-        current, velocity = inner_step(step_loss, current, velocity, phi, batch, rule.at(t), create_graph=create_graph)
+        current, moments = inner_step(step_loss, current, moments, phi, batch, rule.at(t), create_graph=create_graph)
     return dev_objective.loss(current)
 
 

@@ -57,7 +57,7 @@ def assert_replays_the_next_step(cfg, task, model, criterion, trainer, batches, 
     step_loss = make_step_loss(model, criterion.loss, criterion.sample_size)
     with torch.enable_grad():
         replayed, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
-                                 rule.velocity, phi, (samples, seed), rule)
+                                 rule.moments(), phi, (samples, seed), rule)
     moved = 0.0
     for name, p in trainable_params(model).items():
         torch.testing.assert_close(replayed[name].detach(), p.detach(), rtol=1e-5, atol=1e-6, msg=name)
@@ -140,13 +140,22 @@ def test_a_refresh_that_runs_out_of_memory_stops_in_one_line_with_the_rng_restor
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+# the window's optimizers: SGD with momentum and weight decay; Adam with its decoupled weight decay, from its third
+# update (both moments far from settled); each over two micro-batches, clipped
+WINDOW_CASES = {"sgd": CASES["sgd"],
+                "adam": ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.01", "--lr",
+                         "0.005", "--update-freq", "2", "--sentence-avg"]}
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tmp_path, monkeypatch, device):
+@pytest.mark.parametrize("optimizer", list(WINDOW_CASES))
+def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tmp_path, monkeypatch, device,
+                                                                     optimizer):
     """--unroll-start past: the U updates replayed from the weights and optimizer state the student took them at
-    end at the student's current weights (SGD with momentum and weight decay, two micro-batches, clipped)."""
+    end at the student's current weights."""
     from l2t_fairseq import teaching
 
-    flags = [*CASES["sgd"], "--clip-norm", "0.1", "--unroll-start", "past", "--teacher-interval", "4",
+    flags = [*WINDOW_CASES[optimizer], "--clip-norm", "0.1", "--unroll-start", "past", "--teacher-interval", "4",
              "--unroll-steps", "3", "--no-lookahead-gain"]
     cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, flags, device)
     assert next(trainer.model.parameters()).device.type == device
@@ -168,4 +177,4 @@ def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tm
     for name, p in seen["student"].items():
         torch.testing.assert_close(seen["replayed"][name], p, rtol=1e-5, atol=1e-6, msg=name)
     # re-applied from the current weights (--unroll-start current), the same updates land elsewhere
-    assert max((seen["from_current"][n] - p).abs().max().item() for n, p in seen["student"].items()) > 1e-3
+    assert max((seen["from_current"][n] - p).abs().max().item() for n, p in seen["student"].items()) > 1e-4

@@ -1,4 +1,6 @@
-"""--unroll-optimizer: the unroll's step is the step fairseq's optimizer takes (Adam: its moments held fixed)."""
+"""--unroll-optimizer: the unroll's steps are the steps fairseq's optimizer takes."""
+
+import dataclasses
 
 import pytest
 import torch
@@ -6,10 +8,10 @@ from conftest import synthetic_batch, tiny_student
 from fairseq import optim
 from test_mixed_precision import fp16_config
 
-from l2t_fairseq.hypergrad import inner_step
+from l2t_fairseq.hypergrad import final_weights, inner_step
 from l2t_fairseq.loss import StudentLoss
 from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
-from l2t_fairseq.unroll_optimizer import adam_rule, check_optimizer, student_rule
+from l2t_fairseq.unroll_optimizer import adam_rule, check_optimizer, step_size, student_rule
 
 PHI = 0.5
 
@@ -24,45 +26,77 @@ def fairseq_optimizer(model, half, monkeypatch):
 
 
 @pytest.mark.parametrize("half", [False, True], ids=["fp64", "fp16-flat"])
-@pytest.mark.parametrize("momentum", [False, True], ids=["fresh-gradient", "momentum"])
-def test_the_unrolled_step_is_the_step_adam_takes(dictionary, momentum, half, monkeypatch):
+def test_the_unrolled_steps_are_the_steps_adam_takes(dictionary, half, monkeypatch):
+    """Three Adam steps replayed from fairseq's optimizer state after two (the moments far from settled, some
+    embeddings without a gradient yet) land where Adam takes the student; with the second moment held at its
+    value before the first of them (the unroll's former approximation), they land far away."""
     torch.manual_seed(0)
     model = tiny_student("transformer", dictionary, dropout=0.0)
     model = model.half() if half else model.double()  # fp64: no rounding in steps of 1e-4
     optimizer = fairseq_optimizer(model, half, monkeypatch)
-    sample = synthetic_batch(dictionary, sentences=4, seed=5)
+    batches = [([synthetic_batch(dictionary, sentences=4, seed=s)], 0) for s in range(5)]
     step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
     phi = torch.full((len(dictionary),), PHI)
 
-    def real_step():
+    def real_step(batch):
         optimizer.zero_grad()
-        optimizer.backward(step_loss(trainable_params(model), phi, ([sample], 0)))
+        optimizer.backward(step_loss(trainable_params(model), phi, batch))
         optimizer.step()
 
     def weights():
         return {name: p.detach().clone() for name, p in fp32_params(model, optimizer).items()}
 
-    # many small steps on one batch: the gradient changes slowly, so Adam's second moment has settled on it and
-    # what the unroll holds fixed (the moments' own update at the next step) matters little
-    for _ in range(300):
-        real_step()
-    rule = adam_rule(model, optimizer, momentum=momentum)
-    assert rule.decay == pytest.approx(1 - 0.01 * 1e-4)
-    assert (rule.momentum == 0.9) == momentum and (rule.velocity is not None) == momentum
-    before = weights()
-    with torch.enable_grad():
-        params = {name: p.clone().requires_grad_() for name, p in before.items()}
-        predicted, _ = inner_step(step_loss, params, rule.velocity, phi, ([sample], 0), rule)
-    real_step()
+    for batch in batches[:2]:
+        real_step(batch)
+    rule = adam_rule(model, optimizer, momentum=True)
+    assert rule.decay == pytest.approx(1 - 0.01 * 1e-4) and rule.momentum == 0.9 and rule.beta2 == 0.98
+    rule.velocity, rule.second_moment = rule.moments().cloned()
+    before, steps = weights(), []
+    for batch in batches[2:]:
+        steps.append(step_size(optimizer, "adam"))  # as the task records them, update by update
+        real_step(batch)
+    rule = dataclasses.replace(rule, lr=[lr for lr, _ in steps], decay=[decay for _, decay in steps])
     after = weights()
     real = torch.cat([(after[n] - before[n]).flatten() for n in before])
-    unrolled = torch.cat([(predicted[n].detach() - before[n]).flatten() for n in before])
+
+    def error(rule):
+        replayed = final_weights(step_loss, before, [phi] * 3, batches[2:], rule)
+        return (torch.cat([(replayed[n] - before[n]).flatten() for n in before]) - real).norm() / real.norm()
+
+    # measured: 3e-13 (fp64); 0.067 in fp16, where the student's gradients are computed in fp16 and the replay's
+    # in fp32, and Adam scales the smallest of them, whose fp16 rounding is large, up to full steps.  With the
+    # second moment held fixed: 559 in both
+    assert error(rule) < (0.15 if half else 1e-10), error(rule)
+    assert error(dataclasses.replace(rule, beta2=1.0)) > 10
+
+
+def test_the_fresh_gradient_step_is_roughly_adams(dictionary, monkeypatch):
+    """--no-unroll-momentum: the fresh gradient instead of Adam's running mean of it, on a gradient that changes
+    slowly (many small steps on one batch): roughly the same step (measured 9.5%)."""
+    torch.manual_seed(0)
+    model = tiny_student("transformer", dictionary, dropout=0.0).double()
+    optimizer = fairseq_optimizer(model, False, monkeypatch)
+    sample = ([synthetic_batch(dictionary, sentences=4, seed=5)], 0)
+    step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
+    phi = torch.full((len(dictionary),), PHI)
+
+    def real_step():
+        optimizer.zero_grad()
+        optimizer.backward(step_loss(trainable_params(model), phi, sample))
+        optimizer.step()
+
+    for _ in range(300):
+        real_step()
+    rule = adam_rule(model, optimizer, momentum=False)
+    assert rule.momentum == 0 and rule.velocity is None
+    before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
+    predicted = final_weights(step_loss, before, [phi], [sample], rule)
+    real_step()
+    real = torch.cat([(p.detach() - before[n]).flatten() for n, p in trainable_params(model).items()])
+    unrolled = torch.cat([(predicted[n] - before[n]).flatten() for n in before])
     error = ((unrolled - real).norm() / real.norm()).item()
     cosine = torch.nn.functional.cosine_similarity(unrolled, real, dim=0).item()
-    if momentum:  # Adam's own step, up to the second moment's update: measured 0.6% (fp64), 1.2% (fp16)
-        assert error < 0.03 and cosine > 0.999, (error, cosine)
-    else:  # the fresh gradient instead of Adam's running mean of it: the same direction, roughly (9.5%)
-        assert error < 0.2 and cosine > 0.99, (error, cosine)
+    assert error < 0.2 and cosine > 0.99, (error, cosine)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
@@ -91,7 +125,7 @@ def test_the_unrolled_step_is_the_step_sgd_takes(dictionary, momentum, clip_norm
     before = {name: p.detach().clone() for name, p in trainable_params(model).items()}
     with torch.enable_grad():
         predicted, _ = inner_step(step_loss, {n: p.clone().requires_grad_() for n, p in before.items()},
-                                  rule.velocity, phi, batches[2], rule)
+                                  rule.moments(), phi, batches[2], rule)
     real_step(batches[2])
     for name, p in trainable_params(model).items():
         torch.testing.assert_close(predicted[name].detach(), p.detach(), rtol=1e-12, atol=1e-12, msg=name)
@@ -111,7 +145,7 @@ def test_auto_unroll_follows_the_students_optimizer(dictionary):
     model = tiny_student("transformer", dictionary).float()
     sgd = optim.build_optimizer(fp16_config("--optimizer", "sgd", "--lr", "0.7").optimizer, list(model.parameters()))
     rule = student_rule(model, sgd, "auto")
-    assert rule.lr == pytest.approx(0.7) and rule.preconditioner is None and rule.momentum == 0
+    assert rule.lr == pytest.approx(0.7) and rule.second_moment is None and rule.momentum == 0
     assert student_rule(model, sgd, "sgd", unroll_lr=0.3).lr == 0.3
     adam = optim.build_optimizer(fp16_config("--optimizer", "adam").optimizer, list(model.parameters()))
     step_loss = make_step_loss(model, StudentLoss(dictionary.pad()))
@@ -119,7 +153,7 @@ def test_auto_unroll_follows_the_students_optimizer(dictionary):
                             ([synthetic_batch(dictionary, sentences=2, seed=1)], 0)))
     adam.step()
     rule = student_rule(model, adam, "auto")
-    assert rule.preconditioner is not None and rule.momentum == 0.9 and rule.velocity is not None
+    assert rule.second_moment is not None and rule.momentum == 0.9 and rule.velocity is not None
     assert student_rule(model, adam, "auto", momentum=False).momentum == 0
     adagrad = optim.build_optimizer(fp16_config("--optimizer", "adagrad").optimizer, list(model.parameters()))
     with pytest.raises(SystemExit, match="--unroll-optimizer auto replays fairseq's adam or sgd"):

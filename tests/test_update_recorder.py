@@ -52,7 +52,8 @@ def test_restored_records_are_on_the_recorders_device():
     for update_num in (1, 2, 3):
         attempt(saved, update_num, synthetic_batch(dictionary, seed=update_num))
     weights = {"w": torch.ones(2)}
-    saved.open_window(2, (weights, UpdateRule(lr=0.1, velocity={"w": torch.zeros(2)})))
+    saved.open_window(2, (weights, UpdateRule(lr=0.1, velocity={"w": torch.zeros(2)},
+                                              second_moment={"w": torch.ones(2)})))
     restored = UpdateRecorder(unroll_steps=2, device=torch.device("meta"))
     restored.load_state_dict(saved.state_dict())
     restored.advance(4)  # update 3, in progress at the save, was taken
@@ -60,8 +61,27 @@ def test_restored_records_are_on_the_recorders_device():
     assert [seed for _, seed in batches] == [102, 103]
     tensors = [t for samples, _ in batches for s in samples for t in s["net_input"].values() if torch.is_tensor(t)]
     first, (params, rule) = restored.window
-    tensors += [*states, *params.values(), *rule.velocity.values()]
+    tensors += [*states, *params.values(), *rule.velocity.values(), *rule.second_moment.values()]
     assert tensors and {t.device.type for t in tensors} == {"meta"}
     for record in restored.updates:  # not only once replayed: as they are held
         assert record.state.device.type == "meta"
     assert restored.holds_window(4, 102, past=True) and first == 2
+
+
+def test_a_window_saved_with_adams_second_moment_held_fixed_is_dropped():
+    """A checkpoint saved inside a window by the unroll that held Adam's second moment fixed keeps a rule with a
+    preconditioner and no second moment: that window is dropped (one refresh skipped), the records are kept."""
+    dictionary = make_dictionary()
+    saved = UpdateRecorder(unroll_steps=2, device=torch.device("cpu"))
+    for update_num in (1, 2, 3):
+        attempt(saved, update_num, synthetic_batch(dictionary, seed=update_num))
+    saved.open_window(2, ({"w": torch.ones(2)}, UpdateRule(lr=0.1)))
+    state = saved.state_dict()
+    first, params, rule = state["window"]
+    del rule["second_moment"], rule["beta2"], rule["eps"]
+    state["window"] = (first, params, {**rule, "preconditioner": {"w": torch.ones(2)}})
+    restored = UpdateRecorder(unroll_steps=2, device=torch.device("cpu"))
+    restored.load_state_dict(state)
+    restored.advance(4)
+    assert restored.window is None and not restored.holds_window(4, 102, past=True)
+    assert [u.seed for u in restored.updates] == [102, 103]

@@ -13,7 +13,8 @@
 - ``phi_spread.png``: relative spread (std / mean) of Phi over the target words, overall and by frequency band;
 - ``teacher.md``: what the online teachers learned, against a null (:mod:`l2t_fairseq.benchmark.teacher_report`);
 - ``phi_noise.png`` (data prepared with ``--noise``): the mean coefficient of the word types that occur only in
-  corrupted training targets over that of the others (:mod:`l2t_fairseq.benchmark.noise_report`).
+  corrupted training targets over that of the others, and that of a corrupted target's tokens over a clean
+  target's (:mod:`l2t_fairseq.benchmark.noise_report`).
 """
 
 import argparse
@@ -28,7 +29,7 @@ import torch
 from fairseq.data import Dictionary, data_utils
 
 from l2t_fairseq import teacher_log
-from l2t_fairseq.benchmark.noise_report import noise_lines, noise_only_words, ratio
+from l2t_fairseq.benchmark.noise_report import TargetNoise, noise_lines
 from l2t_fairseq.benchmark.teacher_report import TITLE as TEACHER_TITLE
 from l2t_fairseq.benchmark.teacher_report import learned
 from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
@@ -158,16 +159,19 @@ def plot_phi_spread(out, ranked, logs, phis):
     save(fig, out, "phi_spread.png")
 
 
-def plot_phi_noise(out, phis, words, frequency):
+def plot_phi_noise(out, phis, noise):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for seed, rows in phis.items():
-        ax.plot([r["update"] for r, _ in rows], [ratio(phi, words, frequency) for _, phi in rows], marker=".",
-                label=f"seed {seed}")
+        updates = [r["update"] for r, _ in rows]
+        line = ax.plot(updates, [noise.word_ratio(phi) for _, phi in rows], marker=".",
+                       label=f"noise-only types, seed {seed}")
+        ax.plot(updates, [noise.token_ratio(phi) for _, phi in rows], "--", color=line[0].get_color(),
+                label=f"corrupted targets' tokens, seed {seed}")
     ax.axhline(1, color="gray", linewidth=0.8)
     ax.set_xlabel("student updates")
-    ax.set_ylabel("mean Phi of noise-only words / of the others")
-    ax.set_title(f"Did the teacher find the noise? ({len(words)} word types only in corrupted targets)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("mean Phi over that of the clean side")
+    ax.set_title(f"Did the teacher find the noise? ({len(noise.only)} word types only in corrupted targets)")
+    ax.legend(fontsize=7)
     save(fig, out, "phi_noise.png")
 
 
@@ -185,10 +189,10 @@ def plot_all(out, data):
         plot_phi_spread(out, ranked, logs, phis)
         commands = {seed: by_row["l2t_dlf"].get("command", "") for seed, by_row in runs.items() if "l2t_dlf" in by_row}
         lines = learned(logs, phis, commands, dictionary, frequency)
-        noise = noise_only_words(data, dictionary, prefix)
-        if noise is not None and len(noise):
-            plot_phi_noise(out, phis, noise, frequency)
-            lines += noise_lines(phis, noise, dictionary, frequency)
+        noise = TargetNoise.of(data, dictionary, prefix, frequency)
+        if noise is not None and len(noise.only):
+            plot_phi_noise(out, phis, noise)
+            lines += noise_lines(phis, noise, dictionary)
         write_whole(os.path.join(out, "teacher.md"), "\n".join([TEACHER_TITLE, "", *lines]) + "\n")
 
 

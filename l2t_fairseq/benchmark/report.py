@@ -6,7 +6,8 @@ import statistics
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, FILTERED, TEACHER_ROWS
+from l2t_fairseq.benchmark.presets import BASELINE, DATA_ROWS, EQUAL_TIME, FILTERED, TEACHER_ROWS
+from l2t_fairseq.benchmark.test_set import row_test_side
 from l2t_fairseq.noise import copy_share
 
 TEST_BLEU = BLEU(tokenize="none", force=True)  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
@@ -44,7 +45,7 @@ def paired_bootstrap(records, baseline, row, seed):
 def copy_rates(records, row, seeds):
     """Per seed, the share of the test outputs that copy their source (more than ``COPIED`` of their tokens found in
     it: the untranslated rate); [] where the records keep no sources."""
-    sources = os.path.join(records, "source.txt")
+    sources = row_test_side(records, "source.txt", row)
     if not os.path.isfile(sources):
         return []
     sources = read_lines(sources)
@@ -135,19 +136,21 @@ def summarize(runs, rows, records):
 
 def pairing_summary(runs):
     """Across the rows of each seed: do their students start from the same weights and the same first batches
-    (records with ``pairing`` facts), and which runs were resumed after their first epoch (from there fairseq drew
+    (records with ``pairing`` facts; not the rows on data of their own, whose vocabularies and batches differ by
+    construction), and which runs were resumed after their first epoch (from there fairseq drew
     their batches anew)."""
     seeds, resumed, probed = {}, [], 0
+    own_data = sorted({row for by_row in runs.values() for row in by_row if row in DATA_ROWS})
     for seed, by_row in sorted(runs.items()):
         facts = {row: r["pairing"] for row, r in by_row.items()
-                 if (r.get("pairing") or {}).get("initial_weights_sha256")}
+                 if (r.get("pairing") or {}).get("initial_weights_sha256") and row not in DATA_ROWS}
         probed += len(facts)
         seeds[seed] = {"rows": len(facts),
                        "same_weights": len({f["initial_weights_sha256"] for f in facts.values()}) <= 1,
                        "same_first_batches": len({f["first_batches_sha256"] for f in facts.values()}) <= 1}
         resumed += [f"{row} seed {seed} at {f['same_batches_until']}" for row, f in facts.items()
                     if f.get("same_batches_until") is not None]
-    return {"seeds": seeds, "probed_runs": probed, "resumed_later": resumed}
+    return {"seeds": seeds, "probed_runs": probed, "resumed_later": resumed, "own_data": own_data}
 
 
 def cost_ratio(runs, row, seeds, key):
@@ -171,10 +174,15 @@ def significant_seeds(s):
     return sum(gap > 0 for gap in gaps), sum(gap < 0 for gap in gaps)
 
 
-def chosen_filter(summary):
-    """Of the overlap-filter rows run, the one whose threshold dev BLEU chose (best mean best dev BLEU), or None."""
-    rows = [row for row in FILTERED if "best_dev_bleu" in summary.get(row, {})]
-    return max(rows, key=lambda row: summary[row]["best_dev_bleu"][0]) if rows else None
+def filter_choice(runs):
+    """The overlap-filter rows' mean best dev BLEU over the seeds every one of them has run, and the row whose
+    threshold it chose; {} where no seed has them all."""
+    rows = [row for row in FILTERED if any(row in by_row for by_row in runs.values())]
+    seeds = sorted((seed for seed, by_row in runs.items() if rows and all(row in by_row for row in rows)), key=int)
+    if not seeds:
+        return {}
+    dev = {row: statistics.mean(runs[seed][row]["best_dev_bleu"] for seed in seeds) for row in rows}
+    return {"seeds": seeds, "dev": dev, "chosen": max(rows, key=dev.get)}
 
 
 def verdict(summary, runs):
@@ -186,6 +194,7 @@ def verdict(summary, runs):
     if BASELINE not in summary:
         return {}
     ce_std = summary[BASELINE]["test_bleu"][1] if len(summary[BASELINE]["seeds"]) > 1 else None
+    chosen = filter_choice(runs).get("chosen")
     verdicts = {}
     for row in (r for r in TEACHER_ROWS if r in summary):
         s = summary[row]
@@ -199,7 +208,6 @@ def verdict(summary, runs):
             RIVALS["cross_entropy_equal_time"]: None if margins["cross_entropy_equal_time"] is None
             else margins["cross_entropy_equal_time"] > 0,
         }
-        chosen = chosen_filter(summary)
         if chosen:  # a noisy-data benchmark: the filter a practitioner would try first is a bar too
             margins["filter"] = mean_gap(runs, row, chosen)
             checks[FILTER_CHECK] = None if margins["filter"] is None else margins["filter"] > 0
@@ -290,13 +298,15 @@ def markdown(summary, meta):
         unpaired = [seed for seed in paired if seed not in same]
         lines += ["", f"Pairing (the records' `pairing`, {p['probed_runs']} runs probed): the rows of seed(s) "
                   f"{', '.join(same) or 'none'} start from the same weights and the same first batches"
+                  + (f" (left out, on data of their own: {', '.join(p['own_data'])})" if p.get("own_data") else "")
                   + (f"; not those of seed(s) {', '.join(unpaired)}" if unpaired else "")
                   + f". {len(p['resumed_later'])} of the runs were resumed after their first epoch, from where "
                   "fairseq drew their batches anew: " + (", ".join(p["resumed_later"]) or "none") + "."]
-    chosen = chosen_filter(summary)
-    if chosen:
-        dev = ", ".join(f"{row} {summary[row]['best_dev_bleu'][0]:.2f}" for row in FILTERED if row in summary)
-        lines += ["", f"The overlap filter, its threshold chosen on dev (mean best dev BLEU: {dev}): {chosen}. "
+    choice = meta.get("filter_choice")
+    if choice:
+        dev = ", ".join(f"{row} {bleu:.2f}" for row, bleu in choice["dev"].items())
+        lines += ["", f"The overlap filter, its threshold chosen on dev (mean best dev BLEU over seed(s) "
+                  f"{', '.join(choice['seeds'])}, those every threshold has: {dev}): {choice['chosen']}. "
                   "cross_entropy_clean, trained on the clean data, is the ceiling, not a competitor."]
     if meta.get("bootstrap"):
         lines += ["", f"Paired bootstrap: sacrebleu's, {meta['bootstrap']['resamples']:,} resamples, seed "

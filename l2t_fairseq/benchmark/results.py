@@ -9,7 +9,14 @@ import shlex
 import torch
 
 from l2t_fairseq.benchmark.plots import plot_all
-from l2t_fairseq.benchmark.report import bootstrap_settings, markdown, pairing_summary, summarize, verdict
+from l2t_fairseq.benchmark.report import (
+    bootstrap_settings,
+    filter_choice,
+    markdown,
+    pairing_summary,
+    summarize,
+    verdict,
+)
 from l2t_fairseq.benchmark.teacher_training import teacher_training_cost
 from l2t_fairseq.whole_files import write_whole
 
@@ -35,6 +42,7 @@ def write_results(benchmark, done):
         "planned_runs": None if args.report else len(args.rows) * len(args.seeds),
         "bootstrap": bootstrap_settings(),
         "pairing": pairing_summary(runs),
+        "filter_choice": filter_choice(runs),
     }
     students = os.path.join(benchmark.records, "teacher-training", "students.json")
     if "l2t_dlf_trained" in rows and os.path.isfile(students):

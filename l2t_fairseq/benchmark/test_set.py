@@ -28,3 +28,16 @@ def decode_test_set(data, generate_flags, run_dir, threads):
 def write_lines(path, lines):
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(line + "\n" for line in lines)
+
+
+def test_side_path(records, name, row, own_data):
+    """Where the test set's ``name`` (``reference.txt``, ``source.txt``) is kept: one file for the rows on the
+    preset's data, a file of the row's own (``ROW.reference.txt``) for a row on data of its own, whose vocabulary
+    may map other words to ``<unk>``."""
+    return os.path.join(records, f"{row}.{name}" if own_data else name)
+
+
+def row_test_side(records, name, row):
+    """The test set's ``name`` as ``row`` saw it: the row's own file where it keeps one, else the shared one."""
+    own = test_side_path(records, name, row, own_data=True)
+    return own if os.path.isfile(own) else test_side_path(records, name, row, own_data=False)

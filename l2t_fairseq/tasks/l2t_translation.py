@@ -63,7 +63,7 @@ class TeachingConfig(FairseqDataclass):
     unroll_optimizer: ChoiceEnum(UNROLL_OPTIMIZERS) = field(
         default="auto",
         metadata={"help": "the student's steps as the unroll replays them: sgd (eq. 1; fairseq's SGD with its "
-                  "momentum and weight decay for an SGD student), adam (fairseq's Adam, moments held fixed), or "
+                  "momentum and weight decay for an SGD student), adam (fairseq's Adam, its moments carried), or "
                   "auto: the student's own optimizer"},
     )
     unroll_lr: Optional[float] = field(
