@@ -10,4 +10,4 @@ demo: setup
 # the tests: one worker per core (pytest-xdist), each single-threaded (their models are too small for torch's threads)
 test: setup
 	.venv/bin/ruff check .
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=25 tests

@@ -37,6 +37,7 @@ from l2t_fairseq import (
     teacher_log,
 )
 from l2t_fairseq.errors import UsageError
+from l2t_fairseq.figures import save_figure
 from l2t_fairseq.run_segments import (
     checkpoint_update,
     console_command,
@@ -157,8 +158,7 @@ def plot(out, records):
     bottom.set_xlabel("student")
     bottom.set_ylabel("best dev BLEU")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "teacher_training.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, "teacher_training.png"))
 
 
 def main(argv=None):

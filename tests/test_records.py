@@ -34,3 +34,38 @@ def test_a_content_is_counted_once(tmp_path):
         (tmp_path / path).write_text("a dog runs .\n")
     (tmp_path / "source.txt").write_text("ein hund läuft .\n")
     assert sorted(stored_sizes(tmp_path).values()) == [13, 18]
+
+
+def test_figures_are_written_with_a_palette(tmp_path):
+    """``save_figure`` writes the picture matplotlib draws, in 256 colours: the same size, a fraction of the
+    bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from l2t_fairseq.figures import DPI, save_figure
+
+    def figure():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for k in range(5):
+            ax.scatter(range(2000), [((i * 7919 * (k + 1)) % 1000) / 1000 for i in range(2000)], s=3, alpha=0.6)
+        return fig
+
+    fig = figure()
+    fig.savefig(tmp_path / "plain.png", dpi=DPI)
+    plt.close(fig)
+    save_figure(figure(), tmp_path / "palette.png")
+    with Image.open(tmp_path / "plain.png") as plain, Image.open(tmp_path / "palette.png") as palette:
+        assert palette.mode == "P" and palette.size == plain.size
+    assert os.path.getsize(tmp_path / "palette.png") < 0.6 * os.path.getsize(tmp_path / "plain.png")
+
+
+def test_the_kept_plots_are_palette_pngs():
+    from PIL import Image
+
+    plots = [os.path.join(folder, name) for folder, _, names in os.walk(RECORDS) for name in names
+             if name.endswith(".png")]
+    assert plots and all(Image.open(path).mode == "P" for path in plots), [
+        path for path in plots if Image.open(path).mode != "P"]

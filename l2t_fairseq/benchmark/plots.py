@@ -34,6 +34,7 @@ from l2t_fairseq.benchmark.teacher_report import TITLE as TEACHER_TITLE
 from l2t_fairseq.benchmark.teacher_report import learned
 from l2t_fairseq.diagnostics import BANDS, band_name, frequency_ranks, target_frequency
 from l2t_fairseq.errors import UsageError
+from l2t_fairseq.figures import save_figure
 from l2t_fairseq.whole_files import write_whole
 
 matplotlib.use("Agg")
@@ -67,8 +68,7 @@ def teacher_logs(out, row="l2t_dlf"):
 
 def save(fig, out, name):
     fig.tight_layout()
-    fig.savefig(os.path.join(out, name), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, name))
 
 
 def plot_dev_bleu(out, runs):
