@@ -17,6 +17,7 @@ from conftest import CHEAP_TEACHER_STEPS, run
 from l2t_fairseq.benchmark import presets
 from l2t_fairseq.benchmark.machine import cpu_kernels
 from l2t_fairseq.benchmark.presets import PRESETS
+from l2t_fairseq.benchmark.test_set import read_lines, write_lines
 
 ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
 L2T_FLAGS = f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"
@@ -60,7 +61,7 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
         assert carried["resumed_at"] == [6] and carried["carries_on"].endswith(f"cross_entropy-seed{seed}")
         assert carried["dev_bleu_curve"][:2] == ce["dev_bleu_curve"] and len(carried["dev_bleu_curve"]) > 2
         assert l2t["dev_bleu_curve"] and [u for u, _ in ce["dev_bleu_curve"]] == [3, 6]
-        hypotheses = (out / "records" / f"l2t_dlf-seed{seed}.hyp").read_text().splitlines()
+        hypotheses = read_lines(str(out / "records" / f"l2t_dlf-seed{seed}.hyp.gz"))
         assert len(hypotheses) == len((out / "records" / "reference.txt").read_text().splitlines())
     # the paper's test phase: seed 1's student is taught by seed 2's finished teacher, frozen
     frozen = runs["1"]["l2t_dlf_frozen"]
@@ -162,7 +163,7 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     run(*command)
     records = out / "records"
     whole = json.loads((records / "cross_entropy-seed1.json").read_text())
-    hypotheses = (records / "cross_entropy-seed1.hyp").read_text()
+    hypotheses = (records / "cross_entropy-seed1.hyp.gz").read_bytes()
     # cut off after the checkpoint of update 2: no record, checkpoint_last.pt is that checkpoint; its log ends
     # at update 3 and its last CPU snapshot says 1,000 s (as if it had been slow)
     run_dir = work / "cross_entropy-seed1"
@@ -179,7 +180,7 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert 2000 / 3 < resumed["cpu_seconds"] < 2000 / 3 + 3 * whole["cpu_seconds"]
     assert resumed["resumed_at"] == [2] and resumed["dev_bleu_curve"] == whole["dev_bleu_curve"]
     assert [u for u, _ in resumed["dev_bleu_curve"]] == [2, 4, 6]
-    assert (records / "cross_entropy-seed1.hyp").read_text() == hypotheses
+    assert (records / "cross_entropy-seed1.hyp.gz").read_bytes() == hypotheses
     assert (run_dir / "train.segment-1.log").is_file() and resumed["cpu_seconds"] > 0
     # cut off after its last update (while decoding): no segment measured the training's cost, so it trains again
     (records / "cross_entropy-seed1.json").unlink()
@@ -229,8 +230,8 @@ def test_a_finished_run_extends_to_a_larger_budget(small_data, tmp_path):
     extended = json.loads((tmp_path / "long" / "records" / "cross_entropy-seed1.json").read_text())
     assert extended["resumed_at"] == [4] and extended["updates"] == 6
     assert extended["dev_bleu_curve"] == whole["dev_bleu_curve"]
-    assert ((tmp_path / "long" / "records" / "cross_entropy-seed1.hyp").read_text()
-            == (tmp_path / "whole" / "records" / "cross_entropy-seed1.hyp").read_text())
+    assert ((tmp_path / "long" / "records" / "cross_entropy-seed1.hyp.gz").read_bytes()
+            == (tmp_path / "whole" / "records" / "cross_entropy-seed1.hyp.gz").read_bytes())
     # the same command as a teacher run's is not extended: the runner trains it again
     from l2t_fairseq.benchmark.command_lines import extends, without
 
@@ -264,7 +265,7 @@ def test_the_searchs_runs_of_the_same_command_are_taken_over(small_data, tmp_pat
     for key in ("command", "cpu_seconds", "dev_bleu_curve", "best_dev_bleu", "date"):
         assert record[key] == searched[key], key
     assert record["adopted_from"].endswith("cross_entropy-seed1.json") and 0 <= record["test_bleu"] <= 100
-    assert (tmp_path / "out" / "records" / "cross_entropy-seed1.hyp").is_file()
+    assert (tmp_path / "out" / "records" / "cross_entropy-seed1.hyp.gz").is_file()
     assert (work / "cross_entropy-seed1" / "train.log").read_text() == log  # not trained again
     assert not (tmp_path / "work" / "cross_entropy-seed1").exists()
     mrt = json.loads((tmp_path / "out" / "records" / "sequence_risk-seed1.json").read_text())
@@ -290,7 +291,7 @@ def test_a_fine_tune_whose_cross_entropy_folder_is_gone_trains_it_again_to_its_s
             path.unlink()
 
     benchmark_run()
-    kept = (records / "sequence_risk-seed1.hyp").read_text()
+    kept = (records / "sequence_risk-seed1.hyp.gz").read_bytes()
     first = json.loads((records / "sequence_risk-seed1.json").read_text())
     assert "start_trained_again" not in first
     assert first["kernels"] == cpu_kernels() and torch.__version__ in first["kernels"]
@@ -302,7 +303,7 @@ def test_a_fine_tune_whose_cross_entropy_folder_is_gone_trains_it_again_to_its_s
     assert "cross_entropy-seed1-to-3/checkpoint_last.pt" in mrt["command"]
     assert mrt["start_trained_again"].endswith("cross_entropy-seed1-to-3") and mrt["start_same_as_record"]
     assert mrt["dev_bleu_curve"] == first["dev_bleu_curve"]
-    assert (records / "sequence_risk-seed1.hyp").read_text() == kept
+    assert (records / "sequence_risk-seed1.hyp.gz").read_bytes() == kept
     # a record that is not of the run trained again: the fine-tune starts from the retraining, and says so
     forget_the_fine_tune()
     ce = json.loads((records / "cross_entropy-seed1.json").read_text())
@@ -314,7 +315,7 @@ def test_a_fine_tune_whose_cross_entropy_folder_is_gone_trains_it_again_to_its_s
     mrt = json.loads((records / "sequence_risk-seed1.json").read_text())
     assert mrt["start_same_as_record"] is False
     assert mrt["dev_bleu_curve"] == first["dev_bleu_curve"] and mrt["dev_bleu_curve"][0] != ce["dev_bleu_curve"][0]
-    assert (records / "sequence_risk-seed1.hyp").read_text() == kept
+    assert (records / "sequence_risk-seed1.hyp.gz").read_bytes() == kept
 
 
 def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_path):
@@ -514,7 +515,7 @@ def test_cost_ratios_are_taken_over_the_seeds_both_rows_have(tmp_path):
     (tmp_path / "reference.txt").write_text("a b c\n")
     for name in ("cross_entropy-seed1", "cross_entropy-seed2", "cross_entropy-seed3", "l2t_dlf-seed1",
                  "l2t_dlf-seed2", "l2t_dlf-seed3"):
-        (tmp_path / f"{name}.hyp").write_text("a b c\n")
+        write_lines(str(tmp_path / f"{name}.hyp.gz"), ["a b c"])
 
     def run(bleu, seconds):
         return {"test_bleu": bleu, "best_dev_bleu": bleu, "train_seconds": seconds, "cpu_seconds": seconds,
@@ -560,7 +561,7 @@ def test_label_smoothing_is_tested_against_each_teacher_row_directly(tmp_path):
     worse = [line if i % 3 else "nothing" for i, line in enumerate(references)]
     for seed in (1, 2, 3):
         for row, lines in (("cross_entropy", worse), ("label_smoothed", references), ("l2t_dlf", worse)):
-            (tmp_path / f"{row}-seed{seed}.hyp").write_text("\n".join(lines) + "\n")
+            write_lines(str(tmp_path / f"{row}-seed{seed}.hyp.gz"), lines)
 
     def run(bleu):
         return {"test_bleu": bleu, "best_dev_bleu": bleu, "train_seconds": 10.0, "peak_rss_mib": 500.0,
@@ -582,8 +583,8 @@ def test_the_report_measures_how_often_outputs_copy_their_source(tmp_path):
     from l2t_fairseq.benchmark.report import copy_rates
 
     (tmp_path / "source.txt").write_text("ein hund läuft .\nzwei katzen schlafen .\n")
-    (tmp_path / "cross_entropy-seed1.hyp").write_text("a dog runs .\ntwo cats sleep .\n")
-    (tmp_path / "cross_entropy-seed2.hyp").write_text("ein hund läuft .\ntwo cats sleep .\n")
+    write_lines(str(tmp_path / "cross_entropy-seed1.hyp.gz"), ["a dog runs .", "two cats sleep ."])
+    write_lines(str(tmp_path / "cross_entropy-seed2.hyp.gz"), ["ein hund läuft .", "two cats sleep ."])
     assert copy_rates(str(tmp_path), "cross_entropy", ["1", "2"]) == [0.0, 0.5]
     (tmp_path / "source.txt").unlink()
     assert copy_rates(str(tmp_path), "cross_entropy", ["1", "2"]) == []  # records made before sources were kept

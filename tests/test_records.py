@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 
 from conftest import REPO
 
@@ -69,3 +70,35 @@ def test_the_kept_plots_are_palette_pngs():
              if name.endswith(".png")]
     assert plots and all(Image.open(path).mode == "P" for path in plots), [
         path for path in plots if Image.open(path).mode != "P"]
+
+
+def test_test_outputs_are_kept_compressed_and_read_back_as_written(tmp_path):
+    """A record's test outputs are gzip-compressed, the same lines to the same bytes (no time stamp), read back
+    line for line, and scored by sacrebleu's command as they are."""
+    import subprocess
+    import sys
+
+    from l2t_fairseq.benchmark.test_set import HYPOTHESES, read_lines, write_lines
+
+    lines = [f"a dog number {i} runs ." for i in range(300)] + ["ein hund läuft .", ""]
+    write_lines(str(tmp_path / f"a{HYPOTHESES}"), lines)
+    time.sleep(1.1)  # a time stamp would differ
+    write_lines(str(tmp_path / f"b{HYPOTHESES}"), lines)
+    write_lines(str(tmp_path / "plain.txt"), lines)
+    assert read_lines(str(tmp_path / f"a{HYPOTHESES}")) == lines == read_lines(str(tmp_path / "plain.txt"))
+    assert (tmp_path / f"a{HYPOTHESES}").read_bytes() == (tmp_path / f"b{HYPOTHESES}").read_bytes()
+    assert os.path.getsize(tmp_path / f"a{HYPOTHESES}") < 0.5 * os.path.getsize(tmp_path / "plain.txt")
+    scores = [subprocess.run(
+        [sys.executable, "-m", "sacrebleu", str(tmp_path / "plain.txt"), "-i", str(tmp_path / name), "-b", "-tok",
+         "none", "--force"], capture_output=True, text=True, check=True).stdout
+        for name in (f"a{HYPOTHESES}", "plain.txt")]
+    assert scores[0] == scores[1] and float(scores[0]) == 100.0
+
+
+def test_the_kept_test_outputs_are_compressed():
+    from l2t_fairseq.benchmark.test_set import HYPOTHESES, read_lines
+
+    names = [os.path.join(folder, name) for folder, _, names in os.walk(RECORDS) for name in names]
+    kept = [path for path in names if path.endswith(HYPOTHESES)]
+    assert kept and not [path for path in names if path.endswith(".hyp")]
+    assert all(read_lines(path) for path in kept)

@@ -7,7 +7,7 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from l2t_fairseq.benchmark.presets import BASELINE, DATA_ROWS, EQUAL_TIME, FILTERED, TEACHER_ROWS
-from l2t_fairseq.benchmark.test_set import row_test_side
+from l2t_fairseq.benchmark.test_set import HYPOTHESES, read_lines, row_test_side
 from l2t_fairseq.noise import copy_share
 
 TEST_BLEU = BLEU(tokenize="none", force=True)  # the text is fairseq's tokenized, de-BPE'd output: tokenized BLEU4
@@ -25,11 +25,6 @@ RIVALS = {"label_smoothed": "above label smoothing by more than CE's std",
           "cross_entropy_equal_time": "above cross-entropy given the same time"}
 
 
-def read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
-
-
 def bootstrap_settings():
     return {"resamples": BOOTSTRAP_SAMPLES, "seed": os.environ.get("SACREBLEU_SEED", "12345")}
 
@@ -37,7 +32,7 @@ def bootstrap_settings():
 def paired_bootstrap(records, baseline, row, seed):
     """sacrebleu's paired bootstrap p-value of ``row`` against ``baseline`` on the same seed's test set."""
     references = read_lines(os.path.join(records, "reference.txt"))
-    systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}.hyp"))) for name in (baseline, row)]
+    systems = [(name, read_lines(os.path.join(records, f"{name}-seed{seed}{HYPOTHESES}"))) for name in (baseline, row)]
     _, scores = PairedTest(systems, {"BLEU": TEST_BLEU}, [references], test_type="bs", n_samples=BOOTSTRAP_SAMPLES)()
     return scores["BLEU"][1].p_value
 
@@ -51,7 +46,7 @@ def copy_rates(records, row, seeds):
     sources = read_lines(sources)
     rates = []
     for seed in seeds:
-        outputs = read_lines(os.path.join(records, f"{row}-seed{seed}.hyp"))
+        outputs = read_lines(os.path.join(records, f"{row}-seed{seed}{HYPOTHESES}"))
         rates.append(sum(copy_share(s, o) > COPIED for s, o in zip(sources, outputs)) / len(outputs))
     return rates
 

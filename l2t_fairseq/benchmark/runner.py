@@ -74,7 +74,7 @@ from l2t_fairseq.benchmark.results import write_results
 from l2t_fairseq.benchmark.scheduler import Scheduler
 from l2t_fairseq.benchmark.start_checkpoints import StartCheckpoints
 from l2t_fairseq.benchmark.teacher_training import TeacherTraining, save_teacher
-from l2t_fairseq.benchmark.test_set import decode_test_set, test_side_path, write_lines
+from l2t_fairseq.benchmark.test_set import HYPOTHESES, decode_test_set, test_side_path, write_lines
 from l2t_fairseq.run_segments import (
     dev_bleu_curve,
     measured_segment,
@@ -197,7 +197,7 @@ class Benchmark:
             hypotheses, references, sources, record["fairseq_bleu4"] = decode_test_set(
                 self.data(row), self.preset["generate"], run_dir, self.threads)
             record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
-            write_lines(self.record_path(row, seed, ".hyp"), hypotheses)
+            write_lines(self.record_path(row, seed, HYPOTHESES), hypotheses)
             for name, lines in (("reference.txt", references), ("source.txt", sources)):
                 write_lines(test_side_path(self.records, name, row, self.data(row) != self.args.data), lines)
         if self.is_teacher_row(row):
