@@ -1,8 +1,8 @@
 """What the teacher costs per update: cross-entropy and L2T-DLF trained side by side, as fairseq users train.
 
     python scripts/bench_cost.py DATA_BIN [--students toy lstm1 iwslt] [--rows cross_entropy l2t_dlf l2t_dlf_frozen]
-        [--precisions fp32 fp16] [--updates 300] [--device cpu|cuda] [--l2t-flags "--unroll-steps 10 ..."]
-        [--out cost.json] [fairseq-train flags of every run...]
+        [--precisions fp32 fp16] [--kernels pinned unpinned] [--updates 300] [--device cpu|cuda]
+        [--l2t-flags "--unroll-steps 10 ..."] [--out cost.json] [fairseq-train flags of every run...]
 
 Each run is ``fairseq-train`` in a process of its own (the active Python's ``fairseq_cli.train``), validation and
 checkpoints off, the teacher at its defaults (K = 100, U = 20, ``--unroll-start past``) unless flags say otherwise.
@@ -10,7 +10,10 @@ From its log: seconds per update over the updates after the first refresh (*stea
 fairseq's ``ups``), the same less the refreshes' own seconds (*between refreshes*, from ``teacher.jsonl``), and
 the peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak RSS).  Every L2T row is
 divided by the cross-entropy run of the same student and precision over the same updates.  The frozen row's
-teacher is the online run's, so ``--rows`` must list ``l2t_dlf`` before ``l2t_dlf_frozen``.
+teacher is the online run's, so ``--rows`` must list ``l2t_dlf`` before ``l2t_dlf_frozen``.  On the CPU,
+``--kernels pinned unpinned`` trains every row under the benchmark's pinned kernels and under the machine's own
+(``l2t_fairseq.benchmark.kernels``), one after the other, and divides each pinned run by its unpinned twin: what
+pinning costs.
 
 Prints a markdown table; ``--out`` also writes the figures as JSON.
 """
@@ -27,6 +30,7 @@ import tempfile
 import torch
 
 from l2t_fairseq import teacher_log
+from l2t_fairseq.benchmark.kernels import pin_kernels
 from l2t_fairseq.run_segments import measured_run
 
 PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "l2t_fairseq")
@@ -98,28 +102,41 @@ def run_all(args, extra, l2t_flags=()):
     results = []
     for student in args.students:
         for precision in args.precisions:
-            with tempfile.TemporaryDirectory() as work:
-                teacher = os.path.join(work, "l2t_dlf", "checkpoint_last.pt")
-                for row in args.rows:
-                    save_dir = os.path.join(work, row)
-                    log, peak_rss = train(args.data, student, row, precision, args.updates, args.device, save_dir,
-                                          teacher, extra, l2t_flags)
-                    figures = measure(log, save_dir, args.after)
-                    if figures["peak_mib"] is None:  # on the CPU: the process's peak RSS
-                        figures["peak_mib"] = peak_rss
-                    results.append({"student": student, "row": row, "precision": precision, **figures})
-                    print(f"{student} {precision} {row}: {figures}", file=sys.stderr, flush=True)
+            for kernels in args.kernels:
+                if args.device == "cpu":  # the runs inherit the pins, or their absence
+                    pin_kernels(kernels == "pinned")
+                with tempfile.TemporaryDirectory() as work:
+                    teacher = os.path.join(work, "l2t_dlf", "checkpoint_last.pt")
+                    for row in args.rows:
+                        save_dir = os.path.join(work, row)
+                        log, peak_rss = train(args.data, student, row, precision, args.updates, args.device,
+                                              save_dir, teacher, extra, l2t_flags)
+                        figures = measure(log, save_dir, args.after)
+                        if figures["peak_mib"] is None:  # on the CPU: the process's peak RSS
+                            figures["peak_mib"] = peak_rss
+                        results.append({"student": student, "row": row, "precision": precision, "kernels": kernels,
+                                        **figures})
+                        print(f"{student} {precision} {kernels} {row}: {figures}", file=sys.stderr, flush=True)
     return results
 
 
+def twin(results, r, **differing):
+    """The run of ``results`` that is ``r`` but for ``differing``."""
+    same = ("student", "precision", "kernels", "row")
+    return next(c for c in results if all(c[k] == differing.get(k, r[k]) for k in same))
+
+
 def table(results):
-    lines = ["| student | precision | row | s/update, steady | x CE | between refreshes, x CE | peak MiB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| student | precision | kernels | row | s/update, steady | x CE | between refreshes, x CE | peak MiB "
+             "| pinned x unpinned |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        ce = next(c for c in results if c["row"] == "cross_entropy" and c["student"] == r["student"]
-                  and c["precision"] == r["precision"])
-        lines.append(f"| {r['student']} | {r['precision']} | {r['row']} | {r['steady']:.4f} | "
-                     f"{r['steady'] / ce['steady']:.2f} | {r['between'] / ce['steady']:.2f} | {r['peak_mib']:.0f} |")
+        ce = twin(results, r, row="cross_entropy")
+        pinning = "-"
+        if r["kernels"] == "pinned" and any(c["kernels"] == "unpinned" for c in results):
+            pinning = f"{r['steady'] / twin(results, r, kernels='unpinned')['steady']:.3f}"
+        lines.append(f"| {r['student']} | {r['precision']} | {r['kernels']} | {r['row']} | {r['steady']:.4f} | "
+                     f"{r['steady'] / ce['steady']:.2f} | {r['between'] / ce['steady']:.2f} | {r['peak_mib']:.0f} "
+                     f"| {pinning} |")
     return "\n".join(lines)
 
 
@@ -129,6 +146,8 @@ def main(argv=None):
     parser.add_argument("--students", nargs="+", choices=list(STUDENTS), default=["toy"])
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "fp16"), default=["fp32"])
+    parser.add_argument("--kernels", nargs="+", choices=("pinned", "unpinned"), default=["unpinned"],
+                        help="CPU kernels: the benchmark's pinned ones, the machine's own, or both (their cost ratio)")
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--after", type=int, default=100, help="measure the updates after this one (the first "
                         "refresh, at the default --teacher-interval)")

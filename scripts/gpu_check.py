@@ -88,7 +88,7 @@ def pytest(selection, out, name, timeout):
 def cost(data, device, size, out):
     args = argparse.Namespace(data=data, students=size["students"], rows=list(bench_cost.ROWS),
                               precisions=size["precisions"], updates=size["updates"], after=size["interval"],
-                              device=device)
+                              device=device, kernels=["unpinned"])
     results = bench_cost.run_all(args, size["batch"], teacher(size))
     with open(os.path.join(out, "cost.json"), "w") as f:
         json.dump(results, f, indent=1)

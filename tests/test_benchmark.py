@@ -49,6 +49,14 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
             assert 0 <= s["fraction_p_below_0.05"] <= 1
             differences = [runs[seed][row]["test_bleu"] - runs[seed]["cross_entropy"]["test_bleu"] for seed in "12"]
             assert s["gap_to_ce"] == pytest.approx(sum(differences) / 2)  # paired: the same seeds
+            # the test over training runs, on the same seeds
+            assert s["over_seeds"]["seeds"] == 2 and s["over_seeds"]["gaps"] == pytest.approx(differences)
+            assert s["unpaired_seeds"] == []
+    # every run: pinned kernels, their fingerprint (one on this machine), its greedy test BLEU beside beam 5's
+    fingerprints = {r["kernel_fingerprint"] for by_row in runs.values() for r in by_row.values()}
+    assert len(fingerprints) == 1 and all(r["kernel_pins"]["ATEN_CPU_CAPABILITY"] == "avx2"
+                                          for by_row in runs.values() for r in by_row.values())
+    assert all(0 <= r["test_bleu_greedy"] <= 100 for by_row in runs.values() for r in by_row.values())
     for seed in ("1", "2"):
         ce, l2t = runs[seed]["cross_entropy"], runs[seed]["l2t_dlf"]
         assert runs[seed]["sequence_risk"]["updates"] == 6  # 3 cross-entropy updates, then 3 of MRT
@@ -70,6 +78,9 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     assert frozen_log and all("dev_expected_bleu" not in json.loads(line) for line in frozen_log)
     table = (out / "results.md").read_text()
     assert "| l2t_dlf_frozen | 2 |" in table and table in first.stdout
+    online = runs["2"]["l2t_dlf"]
+    assert f"| l2t_dlf | 2 | {online['test_bleu']:.2f} | {online['test_bleu_greedy']:.2f} " in table
+    assert "Over training runs" in table
     for plot in ("dev_bleu.png", "phi.png", "phi_frequency.png", "teacher_steps.png", "phi_spread.png"):
         assert (out / plot).stat().st_size > 10_000, plot
 

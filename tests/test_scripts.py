@@ -35,6 +35,22 @@ def test_bench_teacher_update_times_teacher_steps_at_the_defaults(toy_data):
     assert not os.path.exists(os.path.join(REPO, "checkpoints")), "it logged into the repository"
 
 
+def test_bench_cost_divides_each_pinned_run_by_its_unpinned_twin(toy_data):
+    """--kernels pinned unpinned: cross-entropy trained under the benchmark's pinned kernels and under the machine's
+    own, the ratio of their seconds per update in the pinned row."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "bench_cost.py"), str(toy_data), "--rows", "cross_entropy",
+         "--kernels", "pinned", "unpinned", "--updates", "30", "--after", "10", "--max-tokens", "2000"],
+        capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[3].strip(): line.split("|") for line in result.stdout.splitlines()
+            if line.startswith("| toy |")}
+    assert set(rows) == {"pinned", "unpinned"} and rows["unpinned"][9].strip() == "-"
+    pinned, unpinned = float(rows["pinned"][5]), float(rows["unpinned"][5])
+    assert abs(float(rows["pinned"][9]) - pinned / unpinned) < 2e-3  # the table's seconds are rounded
+
+
 def test_the_gpu_check_runs_its_steps_on_the_cpu(toy_data, tmp_path):
     """scripts/gpu_check.sh --cpu: every step of the GPU check at a toy size, one report; the CUDA tests skip here
     (tests/test_replay.py's CPU retry stands in for the fp16 overflows)."""
@@ -48,5 +64,5 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(toy_data, tmp_path):
         assert f"## {title}" in report, report
     assert report.rstrip().endswith("All steps passed.")
     rows = [line for line in report.splitlines() if line.startswith("| toy | fp32 |")]
-    assert [row.split("|")[3].strip() for row in rows] == ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen"]
+    assert [row.split("|")[4].strip() for row in rows] == ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen"]
     assert "bit for bit the uninterrupted run's" in report and "1 passed" in report

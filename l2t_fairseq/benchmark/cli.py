@@ -15,6 +15,7 @@ import torch
 
 from l2t_fairseq.benchmark import runner
 from l2t_fairseq.benchmark.command_lines import after, validation_update
+from l2t_fairseq.benchmark.kernels import pin_kernels
 from l2t_fairseq.benchmark.machine import check_device, on_device
 from l2t_fairseq.benchmark.presets import DATA_ROWS, PRESETS, REPO, ROWS, SEQUENCE_LEVEL
 from l2t_fairseq.run_segments import console_command
@@ -44,6 +45,9 @@ def add_run_arguments(parser, out_help, work_default, default_seeds):
                         "bit-identical to an uninterrupted run); a finished cross-entropy run in --work given a "
                         "larger --max-update (and a new --out) goes on to it when its learning-rate schedule "
                         "ignores the budget (fixed, inverse_sqrt, step)")
+    parser.add_argument("--no-pin-kernels", action="store_true", help="leave torch's CPU kernels to the machine's "
+                        "own choice instead of pinning them to AVX2 (l2t_fairseq.benchmark.kernels); the records' "
+                        "kernel fingerprints then differ between processors, and so may their runs")
 
 
 def prepared_data(args, preset, parser):
@@ -60,8 +64,10 @@ def prepared_data(args, preset, parser):
 def resolved_preset(args, parser, work):
     """The preset as it trains on ``args.device``, its defaults filled into ``args``: the budget, the validations,
     the runs at a time, ``--out`` (``docs/benchmark/PRESET``) and ``--work`` (``runs/WORK/PRESET``), a GPU's
-    folders of their own."""
+    folders of their own.  On the CPU, the kernels the runs will inherit are pinned (``--no-pin-kernels``: not)."""
     preset = on_device(PRESETS[args.preset], args.device)
+    if args.device == "cpu":
+        pin_kernels(not args.no_pin_kernels)
     args.max_update = args.max_update or preset["max_update"]
     args.jobs = args.jobs or preset["jobs"]
     args.validate_every = min(args.validate_every or preset["validate_every"], args.max_update)

@@ -1,4 +1,7 @@
-"""The benchmark's tables: means over seeds, paired bootstrap against cross-entropy, cost ratios."""
+"""The benchmark's tables: means over seeds, the test over training runs and the paired bootstrap against
+cross-entropy, cost ratios.  Two rows' runs of a seed are compared, paired, only where they ran on kernels of the same
+identity (``kernels.kernel_identity``: the kernel fingerprint); a seed where they did not is named unpaired, and no
+gap, cost ratio or significance is drawn from it."""
 
 import os
 import statistics
@@ -6,6 +9,8 @@ import statistics
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
+from l2t_fairseq.benchmark import over_seeds
+from l2t_fairseq.benchmark.kernels import kernel_identity
 from l2t_fairseq.benchmark.presets import BASELINE, DATA_ROWS, EQUAL_TIME, FILTERED, TEACHER_ROWS
 from l2t_fairseq.benchmark.test_set import HYPOTHESES, read_lines, row_test_side
 from l2t_fairseq.noise import copy_share
@@ -21,7 +26,8 @@ MIN_SEEDS = 3  # paired seeds a verdict needs: with fewer it stays open
 # the rows a teacher row must beat, besides cross-entropy by more than its seed spread
 RIVAL = "label_smoothed"  # the cheap alternative a teacher row must beat too
 FILTER_CHECK = "above the overlap filter whose threshold dev BLEU chose"
-RIVALS = {"label_smoothed": "above label smoothing by more than CE's std",
+CE_CHECK = "ahead of cross-entropy over training runs"
+RIVALS = {"label_smoothed": "ahead of label smoothing over training runs",
           "cross_entropy_equal_time": "above cross-entropy given the same time"}
 
 
@@ -49,6 +55,25 @@ def copy_rates(records, row, seeds):
         outputs = read_lines(os.path.join(records, f"{row}-seed{seed}{HYPOTHESES}"))
         rates.append(sum(copy_share(s, o) > COPIED for s, o in zip(sources, outputs)) / len(outputs))
     return rates
+
+
+def paired_seeds(runs, row, other, seeds=None):
+    """The seeds (of ``seeds``, default all) where ``row`` and ``other`` both ran on kernels of one identity."""
+    seeds = runs if seeds is None else [str(seed) for seed in seeds]
+    return [int(seed) for seed in seeds if row in runs[seed] and other in runs[seed]
+            and kernel_identity(runs[seed][row]) == kernel_identity(runs[seed][other])]
+
+
+def unpaired_seeds(runs, row, other):
+    """The seeds where ``row`` and ``other`` both ran, on kernels of different identities: not compared."""
+    return [int(seed) for seed, by_row in runs.items() if row in by_row and other in by_row
+            and kernel_identity(by_row[row]) != kernel_identity(by_row[other])]
+
+
+def seeds_test(runs, row, other, seeds):
+    """The test over training runs (``over_seeds.compare``) of ``row`` against ``other`` on ``seeds`` (paired)."""
+    return over_seeds.compare([runs[str(seed)][row]["test_bleu"] for seed in seeds],
+                              [runs[str(seed)][other]["test_bleu"] for seed in seeds])
 
 
 def spread(values):
@@ -93,13 +118,18 @@ def summarize(runs, rows, records):
         copies = copy_rates(records, row, seeds)
         if copies:
             summary[row]["copy_rate"] = [statistics.mean(copies), spread(copies)]
+            summary[row]["copy_rate_per_seed"] = copies
+            split = over_seeds.bimodal(copies, values["test_bleu"])
+            if split:
+                summary[row]["bimodal_copying_seeds"] = [int(seeds[i]) for i in split]
     if BASELINE not in summary:
         return summary
     base = summary[BASELINE]
     for row in rows:
         s = summary[row]
-        paired = [seed for seed in s["seeds"] if BASELINE in runs[str(seed)]]
-        # on the seeds both rows have, like the gap: a seed of one row alone may have run on another machine
+        paired = paired_seeds(runs, row, BASELINE, s["seeds"])
+        # on the seeds both rows have on kernels of one identity, like the gap: a seed of one row alone, or its
+        # run of the other row, may have run on another machine
         for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
             if key in s and key in base and paired:
                 s[f"{key}_ratio"] = cost_ratio(runs, row, paired, key)
@@ -107,6 +137,8 @@ def summarize(runs, rows, records):
             continue
         s["paired_bootstrap_p"] = [paired_bootstrap(records, BASELINE, row, seed) for seed in paired]
         s["paired_seeds"] = paired
+        s["unpaired_seeds"] = unpaired_seeds(runs, row, BASELINE)
+        s["over_seeds"] = seeds_test(runs, row, BASELINE, paired)
         s["fraction_p_below_0.05"] = (sum(p < SIGNIFICANCE for p in s["paired_bootstrap_p"]) / len(paired)
                                       if paired else None)
         s["gap_per_seed"] = [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][BASELINE]["test_bleu"]
@@ -119,9 +151,10 @@ def summarize(runs, rows, records):
             summary[row]["gap_to_equal_time"] = mean_gap(runs, row, equal_time)
     if RIVAL in summary:  # label smoothing tested against each teacher row directly, not through cross-entropy
         for row in (r for r in TEACHER_ROWS if r in summary):
-            seeds = [seed for seed in summary[row]["seeds"] if RIVAL in runs[str(seed)]]
+            seeds = paired_seeds(runs, row, RIVAL, summary[row]["seeds"])
             summary[row]["vs_label_smoothed"] = {
-                "seeds": seeds, "gap": mean_gap(runs, row, RIVAL),
+                "seeds": seeds, "gap": mean_gap(runs, row, RIVAL), "over_seeds": seeds_test(runs, row, RIVAL, seeds),
+                "unpaired_seeds": unpaired_seeds(runs, row, RIVAL),
                 "paired_bootstrap_p": [paired_bootstrap(records, RIVAL, row, seed) for seed in seeds],
                 "gap_per_seed": [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][RIVAL]["test_bleu"]
                                  for seed in seeds],
@@ -156,9 +189,10 @@ def cost_ratio(runs, row, seeds, key):
 
 
 def mean_gap(runs, row, other):
-    """The mean test BLEU of ``row`` minus ``other``'s over the seeds both have; None if they share none."""
-    gaps = [by_row[row]["test_bleu"] - by_row[other]["test_bleu"] for by_row in runs.values()
-            if row in by_row and other in by_row]
+    """The mean test BLEU of ``row`` minus ``other``'s over the seeds both have on kernels of one identity; None if
+    they share none."""
+    gaps = [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][other]["test_bleu"]
+            for seed in paired_seeds(runs, row, other)]
     return statistics.mean(gaps) if gaps else None
 
 
@@ -180,26 +214,35 @@ def filter_choice(runs):
     return {"seeds": seeds, "dev": dev, "chosen": max(rows, key=dev.get)}
 
 
+def over_seeds_check(test):
+    """A check from a test over training runs: True where the row is ahead, False where it is behind or stays
+    undecided on as many seeds as are asked for, None where it is undecided and more seeds are asked for (or the
+    other row was not run)."""
+    if test is None or test["more_seeds"]:
+        return None
+    return test["outcome"] == "ahead"
+
+
 def verdict(summary, runs):
-    """For each teacher row, the rule a gain must pass: mean test BLEU above cross-entropy's by more than CE's
-    seed std, and above label smoothing's by as much; ahead of cross-entropy with paired-bootstrap p < 0.05 on
-    most seeds; above cross-entropy given the same time. Each check is True, False or None (not yet measured:
-    a missing row, or CE on one seed); ``gain`` is False if any check fails, True if all pass, else None.  A row
-    on fewer than ``MIN_SEEDS`` seeds paired with cross-entropy has every check None: too few to decide."""
+    """For each teacher row, the rule a gain must pass: ahead of cross-entropy over training runs and ahead of label
+    smoothing over training runs (``over_seeds``: Almost Stochastic Order over the paired seeds); above
+    cross-entropy given the same time; on noisy data, above the overlap filter dev BLEU chose.  Each check is True,
+    False or None (not yet measured: a missing row, or more seeds asked for); ``gain`` is False if any check fails,
+    True if all pass, else None.  A row on fewer than ``MIN_SEEDS`` seeds paired with cross-entropy has every check
+    None: too few to decide.  The paired bootstrap's wins per seed are reported beside it, not used by it: they
+    measure the test set's sampling, not the spread between training runs."""
     if BASELINE not in summary:
         return {}
-    ce_std = summary[BASELINE]["test_bleu"][1] if len(summary[BASELINE]["seeds"]) > 1 else None
     chosen = filter_choice(runs).get("chosen")
     verdicts = {}
     for row in (r for r in TEACHER_ROWS if r in summary):
         s = summary[row]
         wins, _ = significant_seeds(s)
         margins = {"cross_entropy": s["gap_to_ce"], **{rival: mean_gap(runs, row, rival) for rival in RIVALS}}
+        tests = {BASELINE: s.get("over_seeds"), RIVAL: s.get("vs_label_smoothed", {}).get("over_seeds")}
         checks = {
-            "above cross-entropy by more than its std": None if ce_std is None else margins[BASELINE] > ce_std,
-            RIVALS["label_smoothed"]: None if ce_std is None or margins["label_smoothed"] is None
-            else margins["label_smoothed"] > ce_std,
-            "significantly ahead of cross-entropy on most seeds": 2 * wins > len(s["paired_seeds"]),
+            CE_CHECK: over_seeds_check(tests[BASELINE]),
+            RIVALS[RIVAL]: over_seeds_check(tests[RIVAL]),
             RIVALS["cross_entropy_equal_time"]: None if margins["cross_entropy_equal_time"] is None
             else margins["cross_entropy_equal_time"] > 0,
         }
@@ -210,8 +253,9 @@ def verdict(summary, runs):
             checks = dict.fromkeys(checks)
         outcomes = set(checks.values())
         verdicts[row] = {"gain": False if False in outcomes else (True if outcomes == {True} else None),
-                         "checks": checks, "margins": margins, "ce_std": ce_std,
-                         "significant_wins": wins, "seeds": len(s["paired_seeds"])}
+                         "checks": checks, "margins": margins, "over_seeds": tests,
+                         "significant_wins": wins, "seeds": len(s["paired_seeds"]),
+                         "unpaired_seeds": s.get("unpaired_seeds", [])}
     return verdicts
 
 
@@ -219,28 +263,70 @@ def verdict_lines(verdicts):
     def margin(value):
         return "not run" if value is None else f"{value:+.2f}"
 
+    def tested(test):
+        return "not run" if test is None else over_seeds.describe(test)
+
     lines = ["", "Verdict, per teacher row (a gain passes every check; margins are mean test BLEU over the seeds "
-             "both rows have):", ""]
+             "both rows have on kernels of one fingerprint; over training runs: Almost Stochastic Order, "
+             f"ahead where eps_min < {over_seeds.ASO_THRESHOLD}):", ""]
     for row, v in verdicts.items():
         word = {True: "a gain", False: "no gain", None: "open"}[v["gain"]]
         failed = [name for name, ok in v["checks"].items() if ok is False]
         unmeasured = [name for name, ok in v["checks"].items() if ok is None]
         if v["seeds"] < MIN_SEEDS:
             unmeasured = [f"every check (paired with cross-entropy on {v['seeds']} of the {MIN_SEEDS} seeds it needs)"]
-        std = "n/a" if v["ce_std"] is None else f"{v['ce_std']:.2f}"
         lines.append(
-            f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])} (CE std {std}), vs label "
-            f"smoothing {margin(v['margins']['label_smoothed'])}, vs equal time "
-            f"{margin(v['margins']['cross_entropy_equal_time'])}"
-            + (f", vs the filter {margin(v['margins']['filter'])}" if "filter" in v["margins"] else "")
-            + f"; significantly ahead on {v['significant_wins']} "
+            f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])}, "
+            f"{tested(v['over_seeds'][BASELINE])}; vs label smoothing {margin(v['margins'][RIVAL])}, "
+            f"{tested(v['over_seeds'][RIVAL])}; vs equal time {margin(v['margins']['cross_entropy_equal_time'])}"
+            + (f"; vs the filter {margin(v['margins']['filter'])}" if "filter" in v["margins"] else "")
+            + f". The paired bootstrap (over test sentences) finds it significantly ahead on {v['significant_wins']} "
             f"of {v['seeds']} seeds." + (f" Fails: {'; '.join(failed)}." if failed else "")
             + (f" Not yet measured: {'; '.join(unmeasured)}." if unmeasured else "")
+            + (f" Unpaired with cross-entropy (other kernels, not compared): seed(s) "
+               f"{', '.join(map(str, v['unpaired_seeds']))}." if v["unpaired_seeds"] else "")
         )
     return lines
 
 
-def markdown(summary, meta):
+def run_lines(summary, runs):
+    """A row per run: its test BLEU with beam 5 (its result) and greedy, the share of its outputs that copy their
+    source, and its kernel identity."""
+    lines = ["", "Each run: test BLEU with beam 5 (the result above) and greedy (as dev BLEU is measured), the test "
+             "outputs that copy their source, and the kernels it ran on (the fingerprint, or, for a record made "
+             "before fingerprints, the processor, its instruction set and torch):", "",
+             "| row | seed | test BLEU beam 5 | greedy | copies | kernels |", "|---|---|---|---|---|---|"]
+    for row, s in summary.items():
+        copies = dict(zip(s["seeds"], s.get("copy_rate_per_seed", [])))
+        for seed in s["seeds"]:
+            r = runs[str(seed)][row]
+            greedy = r.get("test_bleu_greedy")
+            lines.append(f"| {row} | {seed} | {r['test_bleu']:.2f} | {'-' if greedy is None else f'{greedy:.2f}'} "
+                         f"| {f'{copies[seed]:.1%}' if seed in copies else '-'} | {kernel_identity(r)} |")
+    return lines
+
+
+def over_seeds_lines(summary):
+    """The test over training runs of each row against cross-entropy, the unpaired seeds, the bimodal rows."""
+    lines = ["", "Over training runs (each row against cross-entropy on the seeds both ran on kernels of one "
+             f"fingerprint; Almost Stochastic Order, deepsig, 95 % confidence, eps_min the largest over ASO seeds "
+             f"{', '.join(map(str, over_seeds.ASO_SEEDS))}; ahead or behind where eps_min < "
+             f"{over_seeds.ASO_THRESHOLD}):", ""]
+    for row, s in summary.items():
+        if s.get("over_seeds"):
+            unpaired = s.get("unpaired_seeds")
+            lines.append(f"- {row}: {over_seeds.describe(s['over_seeds'])}"
+                         + (f"; unpaired, not compared: seed(s) {', '.join(map(str, unpaired))}" if unpaired else "")
+                         + ".")
+    for row, s in summary.items():
+        if s.get("bimodal_copying_seeds"):
+            lines.append(f"- {row} is bimodal: seed(s) {', '.join(map(str, s['bimodal_copying_seeds']))} copy their "
+                         f"source far more often (by over {over_seeds.COPY_GAP:.0%} of the test outputs) and score "
+                         "lower than the others; its mean hides two kinds of run.")
+    return lines if len(lines) > 3 else []
+
+
+def markdown(summary, meta, runs=None):
     lines = [
         f"Tables written {meta['date']} from the records of runs on {meta['machine']}; "
         f"command: `{meta['command']}`; data: `{meta['data']}`; "
@@ -266,6 +352,9 @@ def markdown(summary, meta):
             f"| {number(s.get('train_seconds_ratio'))} | {number(s.get('cpu_seconds_ratio'))} "
             f"| {s['peak_rss_mib'][0]:.0f} | {number(s.get('peak_rss_mib_ratio'))} |"
         )
+    lines += over_seeds_lines(summary)
+    if runs:
+        lines += run_lines(summary, runs)
     against = [f"{row} {number(s['gap_to_equal_time'], signed=True)}" for row, s in summary.items()
                if s.get("gap_to_equal_time") is not None]
     if against:

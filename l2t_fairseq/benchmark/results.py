@@ -49,7 +49,7 @@ def write_results(benchmark, done):
         with open(students) as f:
             meta["teacher_training"] = teacher_training_cost(json.load(f), runs)
     meta["verdict"] = verdict(summary, runs)
-    table = markdown(summary, meta)
+    table = markdown(summary, meta, runs)
     # whole files only: another process on the same --out may read them, or write them, meanwhile
     write_whole(os.path.join(args.out, "results.json"),
                 json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))

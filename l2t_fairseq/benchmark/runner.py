@@ -66,6 +66,7 @@ import sys
 from l2t_fairseq import checkpoints, teacher_log  # noqa: F401 - checkpoints: torch.load reads fairseq checkpoints
 from l2t_fairseq.benchmark.command_lines import after, extends, same_run_record
 from l2t_fairseq.benchmark.equal_time import EqualTime, equal_time_updates
+from l2t_fairseq.benchmark.kernels import fingerprint, kernel_identity, pins_in_force
 from l2t_fairseq.benchmark.machine import environment_threads, kernels
 from l2t_fairseq.benchmark.pairing import record_pairing
 from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, EVAL_BLEU, PLUGIN, REPO, BenchmarkRows
@@ -109,6 +110,19 @@ class Benchmark:
         self.teacher_training = TeacherTraining(self)
         self.starts = StartCheckpoints(self, checkpoint_folders or self.checkpoint_folders)
         self.equal_time = EqualTime(self)
+
+    def kernel_facts(self):
+        """What a CPU run's record says of its kernels beyond ``kernels``: the pins in force (which the runs
+        inherit) and the kernel fingerprint of runs under them (cached per machine), which pairs runs; GPU runs'
+        arithmetic is named by their device alone (``machine.kernels``)."""
+        if self.args.device != "cpu":
+            return {}
+        return {"kernel_pins": pins_in_force(), "kernel_fingerprint": fingerprint(self.threads)["kernel_fingerprint"]}
+
+    def identity(self):
+        """The kernel identity of this machine's runs (``kernels.kernel_identity``): a record made elsewhere is
+        not one of them."""
+        return kernel_identity({"kernels": kernels(self.args.device), **self.kernel_facts()})
 
     def row_flags(self, row):
         return self.rows.flags(row)
@@ -160,7 +174,7 @@ class Benchmark:
         """A dev-only run of exactly this command that ``l2t-search`` finished (``--search-records``): its record
         and its training folder, or None."""
         record = same_run_record(self.args.search_records, self.key(row, seed),
-                                 self.train_command(row, seed, "RUN", self.args.max_update))
+                                 self.train_command(row, seed, "RUN", self.args.max_update), self.identity)
         if record is None:
             return None
         run_dir = after(shlex.split(record["command"]), "--save-dir")
@@ -197,6 +211,8 @@ class Benchmark:
             hypotheses, references, sources, record["fairseq_bleu4"] = decode_test_set(
                 self.data(row), self.preset["generate"], run_dir, self.threads)
             record["test_bleu"] = TEST_BLEU.corpus_score(hypotheses, [references]).score
+            greedy = decode_test_set(self.data(row), self.preset["generate"], run_dir, self.threads, beam=1)[0]
+            record["test_bleu_greedy"] = TEST_BLEU.corpus_score(greedy, [references]).score
             write_lines(self.record_path(row, seed, HYPOTHESES), hypotheses)
             for name, lines in (("reference.txt", references), ("source.txt", sources)):
                 write_lines(test_side_path(self.records, name, row, self.data(row) != self.args.data), lines)
@@ -252,7 +268,7 @@ class Benchmark:
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
             "dev_bleu_curve": dev_bleu_curve(earlier + output),
             "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
-            "kernels": kernels(self.args.device), "device": self.args.device,
+            "kernels": kernels(self.args.device), "device": self.args.device, **self.kernel_facts(),
         }
         if resumes:  # only the last segment was measured whole: its cost per update, over the whole run
             share = updates / (updates - resumes[-1])

@@ -9,15 +9,16 @@ from l2t_fairseq.benchmark.presets import PLUGIN, REPO
 from l2t_fairseq.run_segments import measured_run
 
 
-def decode_test_set(data, generate_flags, run_dir, threads):
+def decode_test_set(data, generate_flags, run_dir, threads, beam=5):
     """Test hypotheses, references and sources in corpus order (fairseq's tokenized text, BPE removed), and
-    BLEU4."""
+    BLEU4, decoded with ``beam`` (5: the run's result; 1, greedy: beside it, as its dev BLEU was measured)."""
     command = [
         *commands.command("fairseq-generate"), data, "--user-dir", PLUGIN, "--path",
-        os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", "5", "--remove-bpe",
+        os.path.join(run_dir, "checkpoint_best.pt"), "--gen-subset", "test", "--beam", str(beam), "--remove-bpe",
         "--max-len-a", "1.2", "--max-len-b", "10", *generate_flags,
     ]
-    output = measured_run(command, os.path.join(run_dir, "generate.log"), threads, cwd=REPO)[2]
+    log = "generate.log" if beam == 5 else f"generate-beam{beam}.log"
+    output = measured_run(command, os.path.join(run_dir, log), threads, cwd=REPO)[2]
     by_id = {"H": {}, "T": {}, "S": {}}
     for kind, index, text in re.findall(r"^([HTS])-(\d+)\t(?:[-0-9.e]+\t)?(.*)$", output, re.M):
         by_id[kind][int(index)] = text
