@@ -150,3 +150,38 @@ def test_bimodal_needs_a_gap_and_the_copying_runs_scoring_lower():
     assert over_seeds.bimodal([0.40, 0.35, 0.33], [13.8, 21.4, 22.9]) is None  # no gap wider than 15 points
     assert over_seeds.bimodal([0.60, 0.35, 0.33], [23.0, 21.4, 22.9]) is None  # copying more, yet scoring higher
     assert over_seeds.bimodal([0.1, 0.12, 0.5, 0.55], [30.0, 29.0, 20.0, 21.0]) == [2, 3]
+
+
+def test_the_verdict_applies_every_check_of_the_rule(tmp_path, quick_aso):
+    """Ahead of cross-entropy and of label smoothing over training runs, above cross-entropy given the same time:
+    a gain passes every check, fails on one that fails, and stays open on one not yet measured."""
+    from l2t_fairseq.benchmark.report import CE_CHECK, RIVALS, verdict_lines
+
+    ce = [30.0, 31.0, 32.0]
+    scores = {"cross_entropy": ce, "label_smoothed": [b + 0.2 for b in ce], "l2t_dlf": [b + 2.5 for b in ce],
+              "l2t_dlf_frozen": [b + 0.5 for b in ce], "cross_entropy_equal_time": [b + 2.0 for b in ce]}
+
+    def judged(scores):
+        runs = records(tmp_path, scores)
+        return verdict(summarize(runs, list(scores), str(tmp_path)), runs)
+
+    verdicts = judged(scores)
+    online, frozen = verdicts["l2t_dlf"], verdicts["l2t_dlf_frozen"]
+    assert online["gain"] is True and online["margins"]["cross_entropy_equal_time"] == pytest.approx(0.5)
+    # the frozen row is 0.5 ahead on every seed, within a seed spread of 1: more seeds are asked for; and cross-
+    # entropy given the same time is ahead of it
+    assert frozen["gain"] is False and frozen["checks"][CE_CHECK] is None
+    assert frozen["checks"][RIVALS["cross_entropy_equal_time"]] is False
+    assert "more seeds needed" in verdict_lines(verdicts)[4]
+    # label smoothing on two seeds: not enough to decide against it
+    verdicts = judged({**scores, "label_smoothed": scores["label_smoothed"][:2]})
+    assert verdicts["l2t_dlf"]["gain"] is None and verdicts["l2t_dlf"]["checks"][RIVALS["label_smoothed"]] is None
+    # without the equal-time row the verdict stays open, and says what is missing
+    verdicts = judged({row: s for row, s in scores.items() if row != "cross_entropy_equal_time"})
+    assert verdicts["l2t_dlf"]["gain"] is None
+    assert "**open**" in verdict_lines(verdicts)[3] and "Not yet measured: above cross-entropy given the same time" \
+        in verdict_lines(verdicts)[3]
+    # on two paired seeds nothing is decided, not even a check that fails there
+    verdicts = judged({row: s[:2] for row, s in scores.items()})
+    assert verdicts["l2t_dlf"]["gain"] is None and set(verdicts["l2t_dlf"]["checks"].values()) == {None}
+    assert "on 2 of the 3 seeds it needs" in verdict_lines(verdicts)[3]

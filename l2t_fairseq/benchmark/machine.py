@@ -17,14 +17,15 @@ def kernels(device):
     return cpu_kernels()
 
 
-def cpu_kernels():
+def cpu_kernels(capability=None):
     """What a CPU run's arithmetic depends on beyond its command: the processor, the instruction set torch's
-    kernels use, torch's version (a run trained again where one of them differs may not be the recorded run)."""
+    kernels use (``capability``: the runs' own, where they are pinned; default this process's), torch's version (a
+    run trained again where one of them differs may not be the recorded run)."""
     model = platform.processor() or "unknown"
     if os.path.isfile("/proc/cpuinfo"):  # Linux: the model's name, where platform gives only the architecture
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+    return f"{model}, {capability or torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
 
 
 def environment_threads():

@@ -29,6 +29,7 @@ import warnings
 ASO_THRESHOLD = 0.2
 ASO_SEEDS = (1, 2)
 ASO_ITERATIONS = 1000  # deepsig's default; a call takes 5-20 seconds here, hence two ASO seeds and the cache
+MIN_SEEDS = 3  # paired seeds a decision needs: on fewer, more are asked for whatever the test says
 MORE_SEEDS = 5  # the seeds asked for where the test over seeds is undecided
 COPY_GAP = 0.15  # a gap in copy rate between two groups of a row's runs wider than this splits the row in two
 
@@ -51,7 +52,7 @@ def paired_t(gaps):
     the gaps do not vary."""
     from scipy.stats import ttest_1samp
 
-    if len(gaps) < 2 or statistics.pstdev(gaps) == 0:
+    if len(gaps) < 2 or statistics.pstdev(gaps) < 1e-9:  # equal gaps, but for rounding
         return None, None
     result = ttest_1samp(gaps, 0.0, alternative="greater")
     return float(result.statistic), float(result.pvalue)
@@ -71,7 +72,7 @@ def compare(row_scores, base_scores):
     outcome = "ahead" if ahead < ASO_THRESHOLD else "behind" if behind < ASO_THRESHOLD else "undecided"
     t, p = paired_t(gaps)
     return {
-        "seeds": n, "outcome": outcome, "more_seeds": outcome == "undecided" and n < MORE_SEEDS,
+        "seeds": n, "outcome": outcome, "more_seeds": n < MIN_SEEDS or (outcome == "undecided" and n < MORE_SEEDS),
         "aso_eps_min": ahead, "aso_eps_min_range": [ahead_low, ahead],
         "aso_eps_min_reverse": behind, "aso_eps_min_reverse_range": [behind_low, behind],
         "paired_t": t, "paired_t_p": p, "gaps": gaps, "mean_gap": statistics.mean(gaps),
@@ -100,6 +101,8 @@ def describe(result):
     low, high = result["aso_eps_min_range"]
     rev_low, rev_high = result["aso_eps_min_reverse_range"]
     t = "" if result["paired_t"] is None else f"; paired t {result['paired_t']:.2f}, p {result['paired_t_p']:.3f}"
-    more = f"; more seeds needed ({MORE_SEEDS})" if result["more_seeds"] else ""
+    more = ""
+    if result["more_seeds"]:
+        more = f"; more seeds needed (at least {MIN_SEEDS if result['seeds'] < MIN_SEEDS else MORE_SEEDS})"
     return (f"{result['outcome']} on {result['seeds']} seeds (ASO eps_min {high:.2f} [{low:.2f}-{high:.2f}], "
             f"reverse {rev_high:.2f} [{rev_low:.2f}-{rev_high:.2f}]{t}{more})")

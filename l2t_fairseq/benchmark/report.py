@@ -22,7 +22,7 @@ TEST_BLEU = BLEU(tokenize="none", force=True)  # the text is fairseq's tokenized
 BOOTSTRAP_SAMPLES = 10_000
 SIGNIFICANCE = 0.05
 COPIED = 0.5  # an output that shares more than this of its tokens with its source copies it
-MIN_SEEDS = 3  # paired seeds a verdict needs: with fewer it stays open
+MIN_SEEDS = over_seeds.MIN_SEEDS  # paired seeds a verdict needs: with fewer it stays open
 # the rows a teacher row must beat, besides cross-entropy by more than its seed spread
 RIVAL = "label_smoothed"  # the cheap alternative a teacher row must beat too
 FILTER_CHECK = "above the overlap filter whose threshold dev BLEU chose"

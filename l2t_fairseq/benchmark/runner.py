@@ -67,7 +67,7 @@ from l2t_fairseq import checkpoints, teacher_log  # noqa: F401 - checkpoints: to
 from l2t_fairseq.benchmark.command_lines import after, extends, same_run_record
 from l2t_fairseq.benchmark.equal_time import EqualTime, equal_time_updates
 from l2t_fairseq.benchmark.kernels import fingerprint, kernel_identity, pins_in_force
-from l2t_fairseq.benchmark.machine import environment_threads, kernels
+from l2t_fairseq.benchmark.machine import cpu_kernels, environment_threads, kernels
 from l2t_fairseq.benchmark.pairing import record_pairing
 from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, EVAL_BLEU, PLUGIN, REPO, BenchmarkRows
 from l2t_fairseq.benchmark.report import TEST_BLEU
@@ -112,17 +112,20 @@ class Benchmark:
         self.equal_time = EqualTime(self)
 
     def kernel_facts(self):
-        """What a CPU run's record says of its kernels beyond ``kernels``: the pins in force (which the runs
-        inherit) and the kernel fingerprint of runs under them (cached per machine), which pairs runs; GPU runs'
-        arithmetic is named by their device alone (``machine.kernels``)."""
+        """What a run's record says of its kernels: ``kernels`` (``machine.kernels``; on the CPU with the
+        instruction set the runs use, which pins may set below this process's own), and on the CPU the pins in
+        force (which the runs inherit) and the kernel fingerprint of runs under them (cached per machine), which
+        pairs runs.  GPU runs' arithmetic is named by their device alone."""
         if self.args.device != "cpu":
-            return {}
-        return {"kernel_pins": pins_in_force(), "kernel_fingerprint": fingerprint(self.threads)["kernel_fingerprint"]}
+            return {"kernels": kernels(self.args.device)}
+        measured = fingerprint(self.threads)
+        return {"kernels": cpu_kernels(measured["capability"]), "kernel_pins": pins_in_force(),
+                "kernel_fingerprint": measured["kernel_fingerprint"]}
 
     def identity(self):
         """The kernel identity of this machine's runs (``kernels.kernel_identity``): a record made elsewhere is
         not one of them."""
-        return kernel_identity({"kernels": kernels(self.args.device), **self.kernel_facts()})
+        return kernel_identity(self.kernel_facts())
 
     def row_flags(self, row):
         return self.rows.flags(row)
@@ -268,7 +271,7 @@ class Benchmark:
             "peak_cuda_mib": int(re.findall(r"PEAK_CUDA_BYTES (\d+)", output)[-1]) / 2**20,
             "dev_bleu_curve": dev_bleu_curve(earlier + output),
             "date": f"{datetime.date.today()}", "command": shlex.join(command[3:]),
-            "kernels": kernels(self.args.device), "device": self.args.device, **self.kernel_facts(),
+            "device": self.args.device, **self.kernel_facts(),
         }
         if resumes:  # only the last segment was measured whole: its cost per update, over the whole run
             share = updates / (updates - resumes[-1])
