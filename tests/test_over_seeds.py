@@ -153,13 +153,15 @@ def test_bimodal_needs_a_gap_and_the_copying_runs_scoring_lower():
 
 
 def test_the_verdict_applies_every_check_of_the_rule(tmp_path, quick_aso):
-    """Ahead of cross-entropy and of label smoothing over training runs, above cross-entropy given the same time:
-    a gain passes every check, fails on one that fails, and stays open on one not yet measured."""
-    from l2t_fairseq.benchmark.report import CE_CHECK, RIVALS, verdict_lines
+    """Ahead of cross-entropy, of the loss at its initial coefficients and of label smoothing over training runs,
+    above cross-entropy given the same time: a gain passes every check, fails on one that fails, and stays open on
+    one not yet measured."""
+    from l2t_fairseq.benchmark.report import CE_CHECK, FIXED_CHECK, RIVALS, verdict_lines
 
     ce = [30.0, 31.0, 32.0]
     scores = {"cross_entropy": ce, "label_smoothed": [b + 0.2 for b in ce], "l2t_dlf": [b + 2.5 for b in ce],
-              "l2t_dlf_frozen": [b + 0.5 for b in ce], "cross_entropy_equal_time": [b + 2.0 for b in ce]}
+              "l2t_dlf_frozen": [b + 0.5 for b in ce], "cross_entropy_equal_time": [b + 2.0 for b in ce],
+              "l2t_dlf_fixed": [b + 0.3 for b in ce]}
 
     def judged(scores):
         runs = records(tmp_path, scores)
@@ -168,11 +170,15 @@ def test_the_verdict_applies_every_check_of_the_rule(tmp_path, quick_aso):
     verdicts = judged(scores)
     online, frozen = verdicts["l2t_dlf"], verdicts["l2t_dlf_frozen"]
     assert online["gain"] is True and online["margins"]["cross_entropy_equal_time"] == pytest.approx(0.5)
+    assert online["checks"][FIXED_CHECK] is True and online["margins"]["l2t_dlf_fixed"] == pytest.approx(2.2)
     # the frozen row is 0.5 ahead on every seed, within a seed spread of 1: more seeds are asked for; and cross-
     # entropy given the same time is ahead of it
     assert frozen["gain"] is False and frozen["checks"][CE_CHECK] is None
     assert frozen["checks"][RIVALS["cross_entropy_equal_time"]] is False
     assert "more seeds needed" in verdict_lines(verdicts)[4]
+    # without the fixed loss, what learning the coefficients adds is not measured: open
+    verdicts = judged({row: s for row, s in scores.items() if row != "l2t_dlf_fixed"})
+    assert verdicts["l2t_dlf"]["gain"] is None and verdicts["l2t_dlf"]["checks"][FIXED_CHECK] is None
     # label smoothing on two seeds: not enough to decide against it
     verdicts = judged({**scores, "label_smoothed": scores["label_smoothed"][:2]})
     assert verdicts["l2t_dlf"]["gain"] is None and verdicts["l2t_dlf"]["checks"][RIVALS["label_smoothed"]] is None

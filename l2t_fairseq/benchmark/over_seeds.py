@@ -96,8 +96,10 @@ def bimodal(copy_rates, bleus):
 
 def describe(result):
     """One phrase for a test over seeds."""
+    if result["seeds"] == 0:
+        return "not compared (no seed paired)"
     if result["seeds"] < 2:
-        return f"undecided on {result['seeds']} seed"
+        return "undecided on 1 seed"
     low, high = result["aso_eps_min_range"]
     rev_low, rev_high = result["aso_eps_min_reverse_range"]
     t = "" if result["paired_t"] is None else f"; paired t {result['paired_t']:.2f}, p {result['paired_t_p']:.3f}"

@@ -20,7 +20,15 @@ ROWS = {
     "l2t_dlf": L2T,
     "l2t_dlf_frozen": [*L2T, "--freeze-teacher"],
     "l2t_dlf_trained": [*L2T, "--freeze-teacher"],
+    # the L2T-DLF loss at the teacher's initial coefficients (every one --phi-init, whatever the state), never
+    # stepped: the loss's bounded sigmoid shape alone, without what the teacher learns, at cross-entropy's cost
+    "l2t_dlf_fixed": [*L2T, "--freeze-teacher"],
     "cross_entropy_equal_time": CROSS_ENTROPY,
+    # the field's fixed token weighting, at cross-entropy's cost: a word's weight from its training frequency (Gu et
+    # al. 2020), and the sentences of highest loss left out (Kang & Hashimoto 2020); the settings the dev search
+    # chooses from a grid on the papers' values (l2t-search --configs token_adaptive_* loss_truncation_*) go here
+    "token_adaptive": [*CROSS_ENTROPY[:3], "token_adaptive", "--adaptive-form", "exp", "--adaptive-t", "1.0"],
+    "loss_truncation": [*CROSS_ENTROPY[:3], "loss_truncation", "--truncation-fraction", "0.2"],
     "sequence_risk": ["--task", "translation", "--criterion", "sequence_risk"],
     "softmax_margin": ["--task", "translation", "--criterion", "softmax_margin"],
     "actor_critic": ["--task", "actor_critic_translation", "--criterion", "actor_critic"],
@@ -28,6 +36,7 @@ ROWS = {
 BASELINE = "cross_entropy"
 SEQUENCE_LEVEL = ("sequence_risk", "softmax_margin", "actor_critic")  # fine-tunes of the cross-entropy run
 TEACHER_ROWS = ("l2t_dlf", "l2t_dlf_frozen", "l2t_dlf_trained")
+FIXED = "l2t_dlf_fixed"  # the bar of what learning the coefficients adds: a teacher row must be ahead of it too
 # cross-entropy given the compute of each row that costs more than it: the row whose compute it is given
 EQUAL_TIME = {"cross_entropy_equal_time": "l2t_dlf",
               **{f"cross_entropy_equal_time_{row}": row for row in SEQUENCE_LEVEL}}
@@ -135,8 +144,9 @@ class BenchmarkRows:
         return list(ROWS)
 
     def flags(self, row):
-        """The row's loss flags; the L2T rows get --l2t-flags too."""
-        return list(ROWS[row]) + (shlex.split(self.args.l2t_flags) if row in TEACHER_ROWS else [])
+        """The row's loss flags; the L2T rows, the fixed loss among them (its --phi-init is theirs), get
+        --l2t-flags too."""
+        return list(ROWS[row]) + (shlex.split(self.args.l2t_flags) if row in (*TEACHER_ROWS, FIXED) else [])
 
     def student_flags(self, row):
         """Flags of this row's student beyond the preset's: none."""

@@ -11,7 +11,7 @@ from sacrebleu.significance import PairedTest
 
 from l2t_fairseq.benchmark import over_seeds
 from l2t_fairseq.benchmark.kernels import kernel_identity
-from l2t_fairseq.benchmark.presets import BASELINE, DATA_ROWS, EQUAL_TIME, FILTERED, TEACHER_ROWS
+from l2t_fairseq.benchmark.presets import BASELINE, DATA_ROWS, EQUAL_TIME, FILTERED, FIXED, TEACHER_ROWS
 from l2t_fairseq.benchmark.test_set import HYPOTHESES, read_lines, row_test_side
 from l2t_fairseq.noise import copy_share
 
@@ -27,6 +27,7 @@ MIN_SEEDS = over_seeds.MIN_SEEDS  # paired seeds a verdict needs: with fewer it 
 RIVAL = "label_smoothed"  # the cheap alternative a teacher row must beat too
 FILTER_CHECK = "above the overlap filter whose threshold dev BLEU chose"
 CE_CHECK = "ahead of cross-entropy over training runs"
+FIXED_CHECK = "ahead of the loss at its initial coefficients over training runs"
 RIVALS = {"label_smoothed": "ahead of label smoothing over training runs",
           "cross_entropy_equal_time": "above cross-entropy given the same time"}
 
@@ -149,6 +150,12 @@ def summarize(runs, rows, records):
     for equal_time, row in EQUAL_TIME.items():
         if row in summary and equal_time in summary:
             summary[row]["gap_to_equal_time"] = mean_gap(runs, row, equal_time)
+    if FIXED in summary:  # what learning the coefficients adds: each teacher row against the loss it starts from
+        for row in (r for r in TEACHER_ROWS if r in summary):
+            seeds = paired_seeds(runs, row, FIXED, summary[row]["seeds"])
+            summary[row]["vs_fixed"] = {"seeds": seeds, "gap": mean_gap(runs, row, FIXED),
+                                        "over_seeds": seeds_test(runs, row, FIXED, seeds),
+                                        "unpaired_seeds": unpaired_seeds(runs, row, FIXED)}
     if RIVAL in summary:  # label smoothing tested against each teacher row directly, not through cross-entropy
         for row in (r for r in TEACHER_ROWS if r in summary):
             seeds = paired_seeds(runs, row, RIVAL, summary[row]["seeds"])
@@ -224,8 +231,9 @@ def over_seeds_check(test):
 
 
 def verdict(summary, runs):
-    """For each teacher row, the rule a gain must pass: ahead of cross-entropy over training runs and ahead of label
-    smoothing over training runs (``over_seeds``: Almost Stochastic Order over the paired seeds); above
+    """For each teacher row, the rule a gain must pass: ahead of cross-entropy over training runs, ahead of the
+    loss at its initial coefficients (``l2t_dlf_fixed``: what learning them adds) and ahead of label smoothing over
+    training runs (``over_seeds``: Almost Stochastic Order over the paired seeds); above
     cross-entropy given the same time; on noisy data, above the overlap filter dev BLEU chose.  Each check is True,
     False or None (not yet measured: a missing row, or more seeds asked for); ``gain`` is False if any check fails,
     True if all pass, else None.  A row on fewer than ``MIN_SEEDS`` seeds paired with cross-entropy has every check
@@ -239,9 +247,12 @@ def verdict(summary, runs):
         s = summary[row]
         wins, _ = significant_seeds(s)
         margins = {"cross_entropy": s["gap_to_ce"], **{rival: mean_gap(runs, row, rival) for rival in RIVALS}}
-        tests = {BASELINE: s.get("over_seeds"), RIVAL: s.get("vs_label_smoothed", {}).get("over_seeds")}
+        margins[FIXED] = mean_gap(runs, row, FIXED)
+        tests = {BASELINE: s.get("over_seeds"), RIVAL: s.get("vs_label_smoothed", {}).get("over_seeds"),
+                 FIXED: s.get("vs_fixed", {}).get("over_seeds")}
         checks = {
             CE_CHECK: over_seeds_check(tests[BASELINE]),
+            FIXED_CHECK: over_seeds_check(tests[FIXED]),
             RIVALS[RIVAL]: over_seeds_check(tests[RIVAL]),
             RIVALS["cross_entropy_equal_time"]: None if margins["cross_entropy_equal_time"] is None
             else margins["cross_entropy_equal_time"] > 0,
@@ -277,7 +288,8 @@ def verdict_lines(verdicts):
             unmeasured = [f"every check (paired with cross-entropy on {v['seeds']} of the {MIN_SEEDS} seeds it needs)"]
         lines.append(
             f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])}, "
-            f"{tested(v['over_seeds'][BASELINE])}; vs label smoothing {margin(v['margins'][RIVAL])}, "
+            f"{tested(v['over_seeds'][BASELINE])}; vs its initial coefficients {margin(v['margins'][FIXED])}, "
+            f"{tested(v['over_seeds'][FIXED])}; vs label smoothing {margin(v['margins'][RIVAL])}, "
             f"{tested(v['over_seeds'][RIVAL])}; vs equal time {margin(v['margins']['cross_entropy_equal_time'])}"
             + (f"; vs the filter {margin(v['margins']['filter'])}" if "filter" in v["margins"] else "")
             + f". The paired bootstrap (over test sentences) finds it significantly ahead on {v['significant_wins']} "

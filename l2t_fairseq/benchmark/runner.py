@@ -14,6 +14,8 @@ Rows (``--rows``), all trained for ``--max-update`` updates of the same student:
   ``--teacher-students``, stopping after ``--teacher-patience`` students without a better dev
   BLEU; the teacher after its best student, frozen, teaches each seed's fresh student.  The
   teacher's training is done once and its cost reported apart (``OUT/records/teacher-training/``);
+- ``l2t_dlf_fixed``: the L2T-DLF loss at the teacher's initial coefficients, never stepped (the loss's shape
+  without what the teacher learns); ``token_adaptive`` and ``loss_truncation``: the field's fixed token weighting;
 - ``cross_entropy_equal_time``: cross-entropy given as many updates as fit in
   the ``l2t_dlf`` run's compute (CPU seconds) of the same seed (at the
   cross-entropy run's speed): is the teacher better than spending its compute

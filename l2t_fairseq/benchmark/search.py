@@ -83,6 +83,15 @@ CONFIGS = {
     # over a second student, then teach a third one frozen
     "past_u20_second_student": Config(PAST_U20 + ["--continue-teacher"], "past_u20"),
     "past_u20_trained_frozen": Config(L2T + ["--freeze-teacher"], "past_u20_second_student"),
+    # the field's fixed token weighting (the benchmark rows token_adaptive and loss_truncation), on a grid built on
+    # the papers' values: Gu et al.'s two forms, A = e - 1 as their code, T around the authors' 3.5 for the
+    # exponential form (the chi-square form's weight peaks at a count of 2 / T medians); Kang & Hashimoto's drop
+    # fraction at their summarization value 0.4 and below it (a fifth of the noisy presets' pairs are corrupted)
+    **{f"token_adaptive_{form}_t{t}": Config(ROWS["cross_entropy"][:3] + ["token_adaptive", "--adaptive-form", form,
+                                                                         "--adaptive-t", str(t)])
+       for form, t in (("exp", 1.0), ("exp", 3.5), ("chi2", 1.0))},
+    **{f"loss_truncation_c{c}": Config(ROWS["cross_entropy"][:3] + ["loss_truncation", "--truncation-fraction", str(c)])
+       for c in (0.1, 0.2, 0.4)},
     # SGD students (the multi30k-lstm1-sgd preset): cross-entropy's learning rate chosen on dev
     "cross_entropy_lr0.5": Config(ROWS["cross_entropy"], student=("--lr", "0.5")),
     "cross_entropy_lr2": Config(ROWS["cross_entropy"], student=("--lr", "2.0")),
