@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from l2t_fairseq.benchmark.teacher_report import flag, learned, null_spread, relative, spread
+from l2t_fairseq.benchmark.teacher_report import flag, from_initial, learned, null_spread, relative, spread
 
 VOCAB = 60
 
@@ -40,6 +40,15 @@ def test_seeds_that_learned_the_same_agree_and_the_words_are_named():
     text = "\n".join(learned(logs, phis, {"1": "--teacher-lr 0.1"}, Words(range(VOCAB)), frequency))
     assert "seeds 1 and 2: 1.00" in text and "| `w59` |" in text and "| `w0` |" in text
     assert text.count("| 3 | 30 |") == 2  # three teacher steps each, the last Phi at update 30
+    # against the initial coefficients (1 / ln 60 = 0.244 each): phi runs from 0.5 to 1.5, every word moved
+    assert text.count(f"| 3 | 30 | {np.mean(phi) * np.log(VOCAB):.3f} | 100.0% |") == 2
+
+
+def test_the_move_from_the_initial_coefficients_counts_the_words_seen():
+    frequency = torch.tensor([0, 3, 1, 2, 5])
+    phi = np.array([9.0, 0.5, 0.52, 0.6, 0.5])  # initial 0.5: word 3 moved by 20%, word 2 by 4%
+    scale, moved = from_initial(phi, 0.5, frequency)
+    assert scale == np.mean([1.0, 1.04, 1.2, 1.0]) and moved == 0.25
 
 
 def test_a_flag_is_read_from_a_recorded_command():

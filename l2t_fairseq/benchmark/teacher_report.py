@@ -3,6 +3,9 @@
 For each seed's ``l2t_dlf`` run, from its last logged ``Phi`` (relative to the
 mean over the words that occur as training targets):
 
+- how far the coefficients moved from the initial ones (every word at
+  ``--phi-init``, the loss of the ``l2t_dlf_fixed`` row): their mean over the
+  initial value, and the share of those words more than ``MOVED`` from it;
 - the spread of the coefficients over those words (std / mean), against the
   spread that the same teacher reaches when each of its steps follows a random
   hypergradient instead (the null: the same number of Adam steps, the same
@@ -28,6 +31,7 @@ TITLE = "# What the online teachers learned (`l2t_dlf`, the last logged Phi of e
 TOP = 100  # the most frequent target words whose coefficients are compared between seeds
 NULL_SEEDS = 5
 SHOWN = 5  # words weighted up and down most
+MOVED = 0.1  # a coefficient more than this fraction from its initial value has moved
 
 
 def flag(command, name, default, kind=float):
@@ -40,6 +44,13 @@ def relative(phi, frequency):
     """``Phi`` over the mean coefficient of the words that occur as training targets."""
     phi = np.asarray(phi, dtype=np.float64)
     return phi / phi[frequency.numpy() > 0].mean()
+
+
+def from_initial(phi, phi_init, frequency):
+    """Over the words that occur as training targets: the mean coefficient over the initial one, and the share of
+    the words whose coefficient is more than ``MOVED`` from it."""
+    ratio = np.asarray(phi, dtype=np.float64)[frequency.numpy() > 0] / phi_init
+    return float(ratio.mean()), float((np.abs(ratio - 1) > MOVED).mean())
 
 
 def spread(phi, frequency):
@@ -77,8 +88,9 @@ def learned(logs, phis, commands, dictionary, frequency):
         return []
     ranked = frequency_ranks(frequency)[:TOP].numpy()
     final = {seed: relative(phis[seed][-1][1], frequency) for seed in seeds}
-    lines = ["| seed | teacher steps | last Phi at update | spread (std / mean) | null spread (random "
-             f"hypergradients, {NULL_SEEDS} draws) |", "|---|---|---|---|---|"]
+    lines = ["| seed | teacher steps | last Phi at update | mean Phi / initial | words moved > "
+             f"{MOVED:.0%} from initial | spread (std / mean) | null spread (random hypergradients, {NULL_SEEDS} "
+             "draws) |", "|---|---|---|---|---|---|---|"]
     for seed in seeds:
         steps = [r for r in logs[seed] if "dev_expected_bleu" in r and not r.get("skipped")]
         command = commands.get(seed, "")
@@ -86,11 +98,12 @@ def learned(logs, phis, commands, dictionary, frequency):
         parametrization = flag(command, "--teacher-parametrization", "exp", str)
         keys = flag(command, "--teacher-keys", 5, int)
         phi_init = flag(command, "--phi-init", None)
+        scale, moved = from_initial(phis[seed][-1][1], phi_init or default_phi_init(len(dictionary)), frequency)
         states = [r["state"] for r in steps]
         null = [null_spread(len(steps), states, len(dictionary), frequency, lr, keys, parametrization, phi_init,
                             seed=s) for s in range(1, NULL_SEEDS + 1)] if states else []
         null_text = f"{statistics.mean(null):.3f} ({min(null):.3f}-{max(null):.3f})" if null else "n/a"
-        lines.append(f"| {seed} | {len(steps)} | {phis[seed][-1][0]['update']} "
+        lines.append(f"| {seed} | {len(steps)} | {phis[seed][-1][0]['update']} | {scale:.3f} | {moved:.1%} "
                      f"| {spread(phis[seed][-1][1], frequency):.3f} | {null_text} |")
     pairs = list(itertools.combinations(seeds, 2))
     if pairs:
