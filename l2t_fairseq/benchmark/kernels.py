@@ -5,9 +5,10 @@ A CPU run's arithmetic depends on the kernels that torch's dispatch, its BLAS
 batches gave 13.83 test BLEU on one machine and 29.95 on another.  The benchmark
 and the search pin them to the AVX2 code paths (``PINNED``, passed on to every
 run they start; ``--no-pin-kernels`` leaves the machine's own choice), and each
-record carries a **kernel fingerprint**: the digest of the weights after a few
-updates of the benchmark's Transformer student from a fixed seed, computed in a
-process of its own under the runs' settings (the pins, the threads per run).  Two
+record carries a **kernel fingerprint**: the digest of the weights after 20
+updates of the benchmark's Transformer student as ``fairseq-train`` trains it, on
+a synthetic corpus, from a fixed seed, computed in a process of its own under the
+runs' settings (the pins, the threads per run).  Two
 runs are compared, paired, only where their fingerprints are equal.  A
 fingerprint is computed once per machine and settings and cached
 (``$XDG_CACHE_HOME/l2t-fairseq/kernel-fingerprints.json``).
@@ -32,7 +33,9 @@ from l2t_fairseq.whole_files import write_whole
 # and oneDNN's largest instruction set: AVX2, which every machine met so far (Intel Xeon AVX512, AMD EPYC AVX2 and
 # AVX512) has, at about the speed of each one's own choice (MKL_CBWR=COMPATIBLE costs 2.5x)
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-FINGERPRINT_UPDATES = 10
+FINGERPRINT_UPDATES = 20
+# what the fingerprint computes, in the cache's key: a changed computation is computed again
+FINGERPRINT_METHOD = f"fairseq-train transformer_l2t_toy, synthetic corpus, {FINGERPRINT_UPDATES} updates"
 DIGEST_CHARS = 16
 
 
@@ -74,7 +77,7 @@ def settings_key(threads, environ=os.environ):
     """What a fingerprint is cached under: the processor, torch's version, the pins and the threads per run."""
     model, flags = cpu_flags()
     pins = ",".join(f"{name}={environ[name]}" for name in sorted(PINNED) if name in environ)
-    return f"{model} [{flags}] torch {torch.__version__} threads {threads} pins [{pins}]"
+    return f"{model} [{flags}] torch {torch.__version__} threads {threads} pins [{pins}]; {FINGERPRINT_METHOD}"
 
 
 def cache_path():
@@ -109,48 +112,48 @@ def computed(threads, environ):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def synthetic_corpus(folder, pairs=3000, words=4000, seed=1):
+    """A parallel corpus of random sentences (5-25 words of a ``words``-word vocabulary, Zipf-like), binarized by
+    fairseq-preprocess into ``folder/bin``: batches of the benchmark's size, no data of the benchmark's."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = 1.0 / torch.arange(1, words + 1, dtype=torch.float64)
+    for split, count in (("train", pairs), ("valid", 50)):
+        for side in ("src", "tgt"):
+            with open(os.path.join(folder, f"{split}.{side}"), "w") as f:
+                for _ in range(count):
+                    length = int(torch.randint(5, 26, (), generator=generator))
+                    sentence = torch.multinomial(weights, length, True, generator=generator)
+                    f.write(" ".join(f"w{int(w)}" for w in sentence) + "\n")
+    from fairseq_cli import preprocess
+
+    preprocess.main(preprocess.options.get_preprocessing_parser().parse_args([
+        "--source-lang", "src", "--target-lang", "tgt", "--trainpref", os.path.join(folder, "train"),
+        "--validpref", os.path.join(folder, "valid"), "--destdir", os.path.join(folder, "bin"), "--workers", "1",
+    ]))
+    return os.path.join(folder, "bin")
+
+
 def student_updates(updates=FINGERPRINT_UPDATES, seed=1):
-    """The weights' digest after ``updates`` Adam updates of the benchmark's Transformer student
-    (``transformer_l2t_toy``, dropout on) on fixed random batches, from ``seed``: the kernels of its forward and
-    backward, Adam, and the random numbers of dropout."""
-    from argparse import Namespace
+    """The weights' digest after ``updates`` updates of the benchmark's Transformer student as ``fairseq-train``
+    trains it (``transformer_l2t_toy``, Adam, dropout, 4,096-token batches; fairseq's criterion, optimizer and
+    trainer) on a synthetic corpus, from ``seed``: every kernel a benchmark run's training calls, at its sizes."""
+    import tempfile
 
-    from fairseq.data import Dictionary, LanguagePairDataset
-    from fairseq.models import transformer
+    from fairseq_cli import train
 
-    from l2t_fairseq.models import toy_architecture
+    from l2t_fairseq.benchmark.pairing import state_digest
+    from l2t_fairseq.benchmark.presets import PRESETS
 
-    torch.manual_seed(seed)
-    dictionary = Dictionary()
-    for i in range(200):
-        dictionary.add_symbol(f"w{i}")
-    args = Namespace(dropout=0.1, max_source_positions=64, max_target_positions=64)
-    toy_architecture(args)
-    model = transformer.TransformerModel.build_model(args, Namespace(source_dictionary=dictionary,
-                                                                     target_dictionary=dictionary)).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
-
-    def sentence():
-        length = int(torch.randint(4, 20, ()))
-        return torch.cat([torch.randint(dictionary.nspecial, len(dictionary), (length,)),
-                          torch.tensor([dictionary.eos()])])
-
-    for _ in range(updates):
-        pairs = [(sentence(), sentence()) for _ in range(32)]
-        dataset = LanguagePairDataset([s for s, _ in pairs], [len(s) for s, _ in pairs], dictionary,
-                                      [t for _, t in pairs], [len(t) for _, t in pairs], dictionary)
-        batch = dataset.collater([dataset[i] for i in range(len(pairs))])
-        logits, _ = model(**batch["net_input"])
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), batch["target"].view(-1),
-                                                 ignore_index=dictionary.pad())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:DIGEST_CHARS]
+    with tempfile.TemporaryDirectory() as folder:
+        data = synthetic_corpus(folder, seed=seed)
+        sys.argv = ["fairseq-train", data, "--task", "translation", "--criterion", "cross_entropy",
+                    *PRESETS["multi30k"]["train"], "--max-update", str(updates), "--seed", str(seed), "--save-dir",
+                    os.path.join(folder, "run"), "--no-epoch-checkpoints", "--disable-validation",
+                    "--log-format", "none"]
+        train.cli_main()
+        checkpoint = torch.load(os.path.join(folder, "run", "checkpoint_last.pt"), map_location="cpu",
+                                weights_only=False)
+        return state_digest(checkpoint["model"])[:DIGEST_CHARS]
 
 
 def main(argv=None):

@@ -102,7 +102,9 @@ def describe(result):
         return "undecided on 1 seed"
     low, high = result["aso_eps_min_range"]
     rev_low, rev_high = result["aso_eps_min_reverse_range"]
-    t = "" if result["paired_t"] is None else f"; paired t {result['paired_t']:.2f}, p {result['paired_t_p']:.3f}"
+    p = result["paired_t_p"]
+    t = "" if result["paired_t"] is None else f"; paired t {result['paired_t']:.2f}, p " + (
+        "< 0.001" if p < 0.001 else f"{p:.3f}")
     more = ""
     if result["more_seeds"]:
         more = f"; more seeds needed (at least {MIN_SEEDS if result['seeds'] < MIN_SEEDS else MORE_SEEDS})"

@@ -37,8 +37,13 @@ class FirstUpdateTaken(BaseException):
 
 
 def weights_digest(model):
+    return state_digest(model.state_dict())
+
+
+def state_digest(state):
+    """The digest of a model's state dict (its tensors by name, as float32)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:SHA_CHARS]

@@ -286,11 +286,13 @@ def verdict_lines(verdicts):
         unmeasured = [name for name, ok in v["checks"].items() if ok is None]
         if v["seeds"] < MIN_SEEDS:
             unmeasured = [f"every check (paired with cross-entropy on {v['seeds']} of the {MIN_SEEDS} seeds it needs)"]
+        against = [(BASELINE, "cross-entropy"), (FIXED, "its initial coefficients"), (RIVAL, "label smoothing")]
         lines.append(
-            f"- {row}: **{word}**. vs cross-entropy {margin(v['margins'][BASELINE])}, "
-            f"{tested(v['over_seeds'][BASELINE])}; vs its initial coefficients {margin(v['margins'][FIXED])}, "
-            f"{tested(v['over_seeds'][FIXED])}; vs label smoothing {margin(v['margins'][RIVAL])}, "
-            f"{tested(v['over_seeds'][RIVAL])}; vs equal time {margin(v['margins']['cross_entropy_equal_time'])}"
+            f"- {row}: **{word}**. "
+            + "; ".join(f"vs {name} not compared (not run, or on other kernels)" if v["margins"][key] is None
+                        else f"vs {name} {margin(v['margins'][key])}, {tested(v['over_seeds'][key])}"
+                        for key, name in against)
+            + f"; vs equal time {margin(v['margins']['cross_entropy_equal_time'])}"
             + (f"; vs the filter {margin(v['margins']['filter'])}" if "filter" in v["margins"] else "")
             + f". The paired bootstrap (over test sentences) finds it significantly ahead on {v['significant_wins']} "
             f"of {v['seeds']} seeds." + (f" Fails: {'; '.join(failed)}." if failed else "")
