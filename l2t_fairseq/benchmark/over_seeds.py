@@ -11,7 +11,8 @@ kernel fingerprint:
   over training runs is from stochastically dominating the other's.  Below
   ``ASO_THRESHOLD`` (0.2, deepsig's recommendation) the row is *ahead*; the same
   test the other way round below it, *behind*; else *undecided*, and more seeds
-  are asked for.  ASO resamples: it is computed under each of ``ASO_SEEDS`` and
+  are asked for.  On fewer than ``MIN_SEEDS`` paired seeds ASO is not run (a
+  distribution of two runs is none) and more seeds are asked for.  ASO resamples: it is computed under each of ``ASO_SEEDS`` and
   the largest ``eps_min`` is the one used (the range is reported, so that a
   decision that moves with ASO's own seed shows).  The verdict
   uses it.
@@ -65,18 +66,17 @@ def compare(row_scores, base_scores):
         raise ValueError("the two rows' runs must be paired, seed by seed")
     n = len(row_scores)
     gaps = [a - b for a, b in zip(row_scores, base_scores)]
-    if n < 2:
-        return {"seeds": n, "outcome": "undecided", "more_seeds": True, "gaps": gaps}
+    t, p = paired_t(gaps)
+    result = {"seeds": n, "outcome": "undecided", "more_seeds": True, "paired_t": t, "paired_t_p": p, "gaps": gaps,
+              "mean_gap": statistics.mean(gaps) if gaps else None}
+    if n < MIN_SEEDS:  # too few runs for a distribution: ASO is not run
+        return result
     ahead, ahead_low = aso_eps(tuple(row_scores), tuple(base_scores), ASO_ITERATIONS)
     behind, behind_low = aso_eps(tuple(base_scores), tuple(row_scores), ASO_ITERATIONS)
     outcome = "ahead" if ahead < ASO_THRESHOLD else "behind" if behind < ASO_THRESHOLD else "undecided"
-    t, p = paired_t(gaps)
-    return {
-        "seeds": n, "outcome": outcome, "more_seeds": n < MIN_SEEDS or (outcome == "undecided" and n < MORE_SEEDS),
-        "aso_eps_min": ahead, "aso_eps_min_range": [ahead_low, ahead],
-        "aso_eps_min_reverse": behind, "aso_eps_min_reverse_range": [behind_low, behind],
-        "paired_t": t, "paired_t_p": p, "gaps": gaps, "mean_gap": statistics.mean(gaps),
-    }
+    return {**result, "outcome": outcome, "more_seeds": outcome == "undecided" and n < MORE_SEEDS,
+            "aso_eps_min": ahead, "aso_eps_min_range": [ahead_low, ahead],
+            "aso_eps_min_reverse": behind, "aso_eps_min_reverse_range": [behind_low, behind]}
 
 
 def bimodal(copy_rates, bleus):
@@ -98,15 +98,14 @@ def describe(result):
     """One phrase for a test over seeds."""
     if result["seeds"] == 0:
         return "not compared (no seed paired)"
-    if result["seeds"] < 2:
-        return "undecided on 1 seed"
+    p = result["paired_t_p"]
+    t = "" if result["paired_t"] is None else f"paired t {result['paired_t']:.2f}, p " + (
+        "< 0.001" if p < 0.001 else f"{p:.3f}")
+    if "aso_eps_min" not in result:
+        return (f"undecided on {result['seeds']} seed{'s' if result['seeds'] > 1 else ''} (ASO needs "
+                f"{MIN_SEEDS}{'; ' + t if t else ''}; more seeds needed)")
     low, high = result["aso_eps_min_range"]
     rev_low, rev_high = result["aso_eps_min_reverse_range"]
-    p = result["paired_t_p"]
-    t = "" if result["paired_t"] is None else f"; paired t {result['paired_t']:.2f}, p " + (
-        "< 0.001" if p < 0.001 else f"{p:.3f}")
-    more = ""
-    if result["more_seeds"]:
-        more = f"; more seeds needed (at least {MIN_SEEDS if result['seeds'] < MIN_SEEDS else MORE_SEEDS})"
+    more = f"; more seeds needed (at least {MORE_SEEDS})" if result["more_seeds"] else ""
     return (f"{result['outcome']} on {result['seeds']} seeds (ASO eps_min {high:.2f} [{low:.2f}-{high:.2f}], "
-            f"reverse {rev_high:.2f} [{rev_low:.2f}-{rev_high:.2f}]{t}{more})")
+            f"reverse {rev_high:.2f} [{rev_low:.2f}-{rev_high:.2f}]{'; ' + t if t else ''}{more})")
