@@ -12,9 +12,10 @@ kernel fingerprint:
   ``ASO_THRESHOLD`` (0.2, deepsig's recommendation) the row is *ahead*; the same
   test the other way round below it, *behind*; else *undecided*, and more seeds
   are asked for.  On fewer than ``MIN_SEEDS`` paired seeds ASO is not run (a
-  distribution of two runs is none) and more seeds are asked for.  ASO resamples: it is computed under each of ``ASO_SEEDS`` and
-  the largest ``eps_min`` is the one used (the range is reported, so that a
-  decision that moves with ASO's own seed shows).  The verdict
+  distribution of two runs is none) and more seeds are asked for.  ASO
+  resamples: it is computed under each of ``ASO_SEEDS`` and the largest
+  ``eps_min`` is the one used (the range is reported, so that a decision that
+  moves with ASO's own seed shows).  The verdict
   uses it.
 - **a paired t-test over seeds** (scipy's ``ttest_rel``, one-sided): the per-seed
   gaps' mean against their spread; reported beside ASO, not used by the verdict.
