@@ -17,7 +17,7 @@ kernel fingerprint:
   ``eps_min`` is the one used (the range is reported, so that a decision that
   moves with ASO's own seed shows).  The verdict
   uses it.
-- **a paired t-test over seeds** (scipy's ``ttest_rel``, one-sided): the per-seed
+- **a paired t-test over seeds** (scipy's ``ttest_1samp`` on the gaps, one-sided): the per-seed
   gaps' mean against their spread; reported beside ASO, not used by the verdict.
 
 A row whose runs split by how much they copy their source (``bimodal``) is
