@@ -20,12 +20,12 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import torch
 
+from l2t_fairseq.benchmark.machine import cpu_info
 from l2t_fairseq.benchmark.scheduler import held
 from l2t_fairseq.whole_files import write_whole
 
@@ -61,21 +61,11 @@ def kernel_identity(record):
     return record.get("kernel_fingerprint") or record.get("kernels")
 
 
-def cpu_flags():
-    """The processor's model name and a digest of its feature flags (the same model name can hide other
-    instruction sets on a virtual machine)."""
-    model, flags = platform.processor() or "unknown", ""
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
-        flags = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("flags")), "")
-    return model, hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:DIGEST_CHARS]
-
-
 def settings_key(threads, environ=os.environ):
-    """What a fingerprint is cached under: the processor, torch's version, the pins and the threads per run."""
-    model, flags = cpu_flags()
+    """What a fingerprint is cached under: the processor and a digest of its feature flags (the same model name can
+    hide other instruction sets on a virtual machine), torch's version, the pins and the threads per run."""
+    model, flags = cpu_info()
+    flags = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:DIGEST_CHARS]
     pins = ",".join(f"{name}={environ[name]}" for name in sorted(PINNED) if name in environ)
     return f"{model} [{flags}] torch {torch.__version__} threads {threads} pins [{pins}]; {FINGERPRINT_METHOD}"
 

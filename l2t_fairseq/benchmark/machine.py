@@ -17,15 +17,23 @@ def kernels(device):
     return cpu_kernels()
 
 
+def cpu_info():
+    """The processor's model name and its feature flags (Linux: /proc/cpuinfo, where platform gives only the
+    architecture)."""
+    model, flags = platform.processor() or "unknown", ""
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+        flags = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("flags")), "")
+    return model, flags
+
+
 def cpu_kernels(capability=None):
     """What a CPU run's arithmetic depends on beyond its command: the processor, the instruction set torch's
     kernels use (``capability``: the runs' own, where they are pinned; default this process's), torch's version (a
     run trained again where one of them differs may not be the recorded run)."""
-    model = platform.processor() or "unknown"
-    if os.path.isfile("/proc/cpuinfo"):  # Linux: the model's name, where platform gives only the architecture
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return f"{model}, {capability or torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+    return f"{cpu_info()[0]}, {capability or torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
 
 
 def environment_threads():

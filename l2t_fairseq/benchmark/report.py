@@ -58,23 +58,34 @@ def copy_rates(records, row, seeds):
     return rates
 
 
-def paired_seeds(runs, row, other, seeds=None):
-    """The seeds (of ``seeds``, default all) where ``row`` and ``other`` both ran on kernels of one identity."""
-    seeds = runs if seeds is None else [str(seed) for seed in seeds]
-    return [int(seed) for seed in seeds if row in runs[seed] and other in runs[seed]
-            and kernel_identity(runs[seed][row]) == kernel_identity(runs[seed][other])]
+def paired_seeds(runs, row, other):
+    """The seeds where ``row`` and ``other`` both ran on kernels of one identity."""
+    return [seed for seed in both_ran(runs, row, other)
+            if kernel_identity(runs[str(seed)][row]) == kernel_identity(runs[str(seed)][other])]
 
 
 def unpaired_seeds(runs, row, other):
     """The seeds where ``row`` and ``other`` both ran, on kernels of different identities: not compared."""
-    return [int(seed) for seed, by_row in runs.items() if row in by_row and other in by_row
-            and kernel_identity(by_row[row]) != kernel_identity(by_row[other])]
+    paired = paired_seeds(runs, row, other)
+    return [seed for seed in both_ran(runs, row, other) if seed not in paired]
+
+
+def both_ran(runs, row, other):
+    return [int(seed) for seed, by_row in runs.items() if row in by_row and other in by_row]
 
 
 def seeds_test(runs, row, other, seeds):
     """The test over training runs (``over_seeds.compare``) of ``row`` against ``other`` on ``seeds`` (paired)."""
     return over_seeds.compare([runs[str(seed)][row]["test_bleu"] for seed in seeds],
                               [runs[str(seed)][other]["test_bleu"] for seed in seeds])
+
+
+def against(runs, row, other):
+    """``row`` against ``other`` directly: the seeds paired, the mean gap over them, the test over training runs,
+    the seeds not compared."""
+    seeds = paired_seeds(runs, row, other)
+    return {"seeds": seeds, "gap": mean_gap(runs, row, other), "over_seeds": seeds_test(runs, row, other, seeds),
+            "unpaired_seeds": unpaired_seeds(runs, row, other)}
 
 
 def spread(values):
@@ -128,7 +139,7 @@ def summarize(runs, rows, records):
     base = summary[BASELINE]
     for row in rows:
         s = summary[row]
-        paired = paired_seeds(runs, row, BASELINE, s["seeds"])
+        paired = paired_seeds(runs, row, BASELINE)
         # on the seeds both rows have on kernels of one identity, like the gap: a seed of one row alone, or its
         # run of the other row, may have run on another machine
         for key in ("train_seconds", "cpu_seconds", "seconds_per_update", "peak_rss_mib"):
@@ -152,16 +163,13 @@ def summarize(runs, rows, records):
             summary[row]["gap_to_equal_time"] = mean_gap(runs, row, equal_time)
     if FIXED in summary:  # what learning the coefficients adds: each teacher row against the loss it starts from
         for row in (r for r in TEACHER_ROWS if r in summary):
-            seeds = paired_seeds(runs, row, FIXED, summary[row]["seeds"])
-            summary[row]["vs_fixed"] = {"seeds": seeds, "gap": mean_gap(runs, row, FIXED),
-                                        "over_seeds": seeds_test(runs, row, FIXED, seeds),
-                                        "unpaired_seeds": unpaired_seeds(runs, row, FIXED)}
+            summary[row]["vs_fixed"] = against(runs, row, FIXED)
     if RIVAL in summary:  # label smoothing tested against each teacher row directly, not through cross-entropy
         for row in (r for r in TEACHER_ROWS if r in summary):
-            seeds = paired_seeds(runs, row, RIVAL, summary[row]["seeds"])
+            direct = against(runs, row, RIVAL)
+            seeds = direct["seeds"]
             summary[row]["vs_label_smoothed"] = {
-                "seeds": seeds, "gap": mean_gap(runs, row, RIVAL), "over_seeds": seeds_test(runs, row, RIVAL, seeds),
-                "unpaired_seeds": unpaired_seeds(runs, row, RIVAL),
+                **direct,
                 "paired_bootstrap_p": [paired_bootstrap(records, RIVAL, row, seed) for seed in seeds],
                 "gap_per_seed": [runs[str(seed)][row]["test_bleu"] - runs[str(seed)][RIVAL]["test_bleu"]
                                  for seed in seeds],

@@ -42,19 +42,23 @@ def flag(command, name, default, kind=float):
 
 def relative(phi, frequency):
     """``Phi`` over the mean coefficient of the words that occur as training targets."""
-    phi = np.asarray(phi, dtype=np.float64)
-    return phi / phi[frequency.numpy() > 0].mean()
+    return np.asarray(phi, dtype=np.float64) / target_words(phi, frequency).mean()
+
+
+def target_words(phi, frequency):
+    """The coefficients of the words that occur as training targets."""
+    return np.asarray(phi, dtype=np.float64)[frequency.numpy() > 0]
 
 
 def from_initial(phi, phi_init, frequency):
     """Over the words that occur as training targets: the mean coefficient over the initial one, and the share of
     the words whose coefficient is more than ``MOVED`` from it."""
-    ratio = np.asarray(phi, dtype=np.float64)[frequency.numpy() > 0] / phi_init
+    ratio = target_words(phi, frequency) / phi_init
     return float(ratio.mean()), float((np.abs(ratio - 1) > MOVED).mean())
 
 
 def spread(phi, frequency):
-    values = np.asarray(phi, dtype=np.float64)[frequency.numpy() > 0]
+    values = target_words(phi, frequency)
     return float(values.std(ddof=1) / values.mean())
 
 
