@@ -13,7 +13,8 @@ try:
 except ImportError:
     raise UsageError("fairseq is not installed in this Python environment: pip install --no-deps "
                      "fairseq-fixed==0.12.3.1 (README, Install)") from None
-from l2t_fairseq import checkpoints, criterions, models, tasks  # noqa: E402, F401 - registers with fairseq
+from l2t_fairseq import criterions, models, tasks  # noqa: E402, F401 - registers with fairseq
+from l2t_fairseq.refresh import checkpoints  # noqa: E402, F401 - lets torch.load read fairseq checkpoints
 
 if not _configured and logging.getLogger().level == logging.DEBUG:
     # importing fairseq's models ran wav2vec2_classification's logging.basicConfig(level=DEBUG); where that was

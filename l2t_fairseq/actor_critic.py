@@ -23,7 +23,7 @@ from writing ``a`` next.  Per sampled sentence ``y^`` of length ``T``
 import torch
 from fairseq.models.lstm import LSTMDecoder, LSTMEncoder, LSTMModel
 
-from l2t_fairseq.bleu import sentence_bleu
+from l2t_fairseq.dev_measure.bleu import sentence_bleu
 
 
 def build_critic(dictionary, embed_dim, hidden_size):
@@ -46,7 +46,7 @@ def critic_values(critic, reference, pad, prev_output_tokens):
 def prefix_rewards(tokens, reference, text):
     """``r_i = BLEU(prefix of i + 1 tokens) - BLEU(prefix of i tokens)`` for one sampled sentence, ``BLEU(empty)
     = 0``: the per-step rewards sum to the whole sentence's (smoothed) BLEU.  ``text(tokens)`` is the string BLEU
-    reads (:func:`l2t_fairseq.bleu.bleu_text`)."""
+    reads (:func:`l2t_fairseq.dev_measure.bleu.bleu_text`)."""
     prefix_bleu = [0.0] + [sentence_bleu(text(tokens[: i + 1]), reference) for i in range(len(tokens))]
     return torch.tensor(prefix_bleu[1:]) - torch.tensor(prefix_bleu[:-1])
 

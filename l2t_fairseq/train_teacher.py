@@ -36,9 +36,7 @@ from l2t_fairseq import (
     commands,
     teacher_log,
 )
-from l2t_fairseq.errors import UsageError
-from l2t_fairseq.figures import save_figure
-from l2t_fairseq.run_segments import (
+from l2t_fairseq.benchmark.run_segments import (
     checkpoint_update,
     console_command,
     dev_bleu_curve,
@@ -49,7 +47,9 @@ from l2t_fairseq.run_segments import (
     start_afresh,
     whole_run_cpu,
 )
-from l2t_fairseq.teacher_file import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.errors import UsageError
+from l2t_fairseq.figures import save_figure
+from l2t_fairseq.teacher.file import CHECKPOINT_KEY, save_teacher_file
 from l2t_fairseq.whole_files import write_whole
 
 PLUGIN = os.path.dirname(os.path.abspath(__file__))

@@ -31,7 +31,7 @@ import torch
 
 from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark.kernels import pin_kernels
-from l2t_fairseq.run_segments import measured_run
+from l2t_fairseq.benchmark.run_segments import measured_run
 
 PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "l2t_fairseq")
 STUDENTS = {

@@ -16,7 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from l2t_fairseq.loss import dynamic_loss
+from l2t_fairseq.unroll.loss import dynamic_loss
 
 PAD = 1
 

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from l2t_fairseq import teacher_step
-from l2t_fairseq.unroll_optimizer import snapshot
+from l2t_fairseq.teacher import step as teacher_step
+from l2t_fairseq.unroll.optimizer import snapshot
 
 
 def peak_mib(device):

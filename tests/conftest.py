@@ -14,7 +14,7 @@ from fairseq.models import lstm, transformer
 
 import l2t_fairseq  # noqa: F401 - registers the task and criterion
 from l2t_fairseq import commands
-from l2t_fairseq.candidates import build_candidates
+from l2t_fairseq.dev_measure.candidates import build_candidates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(REPO, "l2t_fairseq")
@@ -217,7 +217,7 @@ def trained(toy_data, tmp_path_factory):
 
 def teacher_weights(teacher):
     """``W`` of a saved teacher (its ``state_dict``), whichever its parametrization; and ``W`` at initialization."""
-    from l2t_fairseq.teacher import default_phi_init
+    from l2t_fairseq.teacher.model import default_phi_init
 
     if "log_W" in teacher:
         weights = teacher["log_W"]

@@ -8,8 +8,8 @@ import torch
 from conftest import PLUGIN, run, synthetic_batch, tiny_student, train_in_process
 
 from l2t_fairseq import actor_critic
-from l2t_fairseq.bleu import bleu_text, sentence_bleu
 from l2t_fairseq.criterions.actor_critic import ActorCriticCriterion
+from l2t_fairseq.dev_measure.bleu import bleu_text, sentence_bleu
 from l2t_fairseq.tasks.actor_critic_translation import ActorCriticTranslationTask
 
 

@@ -8,7 +8,7 @@ from conftest import PLUGIN, run, synthetic_batch, tiny_student, train_in_proces
 
 from l2t_fairseq.criterions.sequence_risk import SequenceRiskCriterion
 from l2t_fairseq.criterions.softmax_margin import SoftmaxMarginCriterion
-from l2t_fairseq.loss import log_probs
+from l2t_fairseq.unroll.loss import log_probs
 
 
 def translation_task(dictionary):

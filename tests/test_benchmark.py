@@ -341,7 +341,7 @@ def test_a_failed_run_is_reported_and_nothing_after_it_starts(small_data, tmp_pa
 
 
 def test_a_run_in_segments_costs_each_segments_rate_times_the_updates_it_kept():
-    from l2t_fairseq.run_segments import whole_run_cpu
+    from l2t_fairseq.benchmark.run_segments import whole_run_cpu
 
     # cut at 250 (last checkpoint 200, 100 s), then at 450 (checkpoint 400, 75 s); the last segment, 400-600, 40 s
     segments = [{"cpu_seconds": 100.0, "reached": 250}, {"cpu_seconds": 75.0, "reached": 450}]
@@ -359,7 +359,7 @@ def test_stopping_the_benchmark_stops_the_training_run_it_waits_for(tmp_path):
     trainer = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     runner = f"""
 import concurrent.futures, sys
-from l2t_fairseq.run_segments import console_command, measured_run
+from l2t_fairseq.benchmark.run_segments import console_command, measured_run
 def main():
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(measured_run, [sys.executable, "-c", {trainer!r}], {str(log)!r}).result()
@@ -497,7 +497,7 @@ def test_cost_ratios_are_taken_over_the_seeds_both_rows_have(tmp_path):
 
 def test_the_table_says_on_which_side_each_significant_seed_lies():
     """A seed significantly behind cross-entropy is not counted with the seeds significantly ahead of it."""
-    from l2t_fairseq.benchmark.report import markdown
+    from l2t_fairseq.benchmark.results_md import markdown
 
     cost = {"updates": [100, 0], "train_seconds": [10.0, 0], "peak_rss_mib": [500.0, 0]}
     summary = {
@@ -516,7 +516,8 @@ def test_the_table_says_on_which_side_each_significant_seed_lies():
 def test_label_smoothing_is_tested_against_each_teacher_row_directly(tmp_path):
     """Not through cross-entropy: each teacher row against label smoothing of the same seed, by the paired
     bootstrap with 10,000 resamples (a p-value near 0.05 then stays on its side whatever the resampling's seed)."""
-    from l2t_fairseq.benchmark.report import BOOTSTRAP_SAMPLES, markdown, summarize
+    from l2t_fairseq.benchmark.report import BOOTSTRAP_SAMPLES, summarize
+    from l2t_fairseq.benchmark.results_md import markdown
 
     assert BOOTSTRAP_SAMPLES >= 10_000
     references = [f"the word {i} is here" for i in range(40)]
@@ -668,7 +669,7 @@ def test_a_row_on_data_of_its_own_keeps_its_own_test_sources_and_references(tmp_
 
 
 def test_the_filter_whose_threshold_dev_bleu_chose_is_a_bar_for_the_teacher():
-    from l2t_fairseq.benchmark.report import FILTER_CHECK, filter_choice, verdict
+    from l2t_fairseq.benchmark.verdict import FILTER_CHECK, filter_choice, verdict
 
     def s(dev, test):
         return {"best_dev_bleu": [dev, 0.0], "test_bleu": [test, 0.1], "seeds": [1, 2, 3]}

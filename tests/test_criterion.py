@@ -7,8 +7,8 @@ import torch
 from conftest import synthetic_batch, tiny_student
 
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
-from l2t_fairseq.loss import StudentLoss, dynamic_loss
 from l2t_fairseq.tasks.l2t_translation import L2TTranslationConfig, L2TTranslationTask
+from l2t_fairseq.unroll.loss import StudentLoss, dynamic_loss
 
 PAD = 1
 
@@ -136,7 +136,7 @@ def test_token_mean_normalization_fixes_the_coefficients_mean():
 
 
 def test_exp_teacher_keeps_coefficients_positive():
-    from l2t_fairseq.teacher import Teacher, default_phi_init
+    from l2t_fairseq.teacher.model import Teacher, default_phi_init
 
     teacher = Teacher(50, num_keys=3, parametrization="exp")
     assert set(dict(teacher.named_parameters())) == {"log_W", "V"}

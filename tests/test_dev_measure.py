@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import synthetic_batch, tiny_student
 
-from l2t_fairseq.dev_measure import DevMeasure
+from l2t_fairseq.dev_measure.measure import DevMeasure
 
 CFG = SimpleNamespace(max_tokens=None, teacher_dev_max_tokens=1024, teacher_alpha=0.5)
 

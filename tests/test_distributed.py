@@ -18,8 +18,8 @@ from conftest import PLUGIN, REPO, run, teacher_state
 
 from l2t_fairseq import commands, teacher_log
 from l2t_fairseq.distributed import digest, unwrap
-from l2t_fairseq.teacher import Teacher
-from l2t_fairseq.teacher_step import teacher_step
+from l2t_fairseq.teacher.model import Teacher
+from l2t_fairseq.teacher.step import teacher_step
 
 VOCAB, KEYS = 7, 3
 

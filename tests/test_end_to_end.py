@@ -147,7 +147,7 @@ def test_a_non_finite_dev_objective_skips_teacher_steps(toy_data, tmp_path, monk
     """fairseq-train in this process, with M~ poisoned: every teacher step is skipped and counted."""
     from fairseq_cli.train import cli_main
 
-    from l2t_fairseq.expected_bleu import DevExpectedBleu
+    from l2t_fairseq.dev_measure.expected_bleu import DevExpectedBleu
 
     def poisoned(self, params):
         value, grads = value_and_grad(self, params)

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import dictionary_text, synthetic_batch, synthetic_candidates, tiny_student
 
-from l2t_fairseq.bleu import bleu_text, corpus_bleu, is_segmented, sentence_bleu
-from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode, sequence_scores
-from l2t_fairseq.expected_bleu import DevExpectedBleu, candidate_weights, expected_bleu, grouped_log_softmax
-from l2t_fairseq.loss import log_probs
-from l2t_fairseq.student import trainable_params
+from l2t_fairseq.dev_measure.bleu import bleu_text, corpus_bleu, is_segmented, sentence_bleu
+from l2t_fairseq.dev_measure.candidates import build_candidate_generator, build_candidates, decode, sequence_scores
+from l2t_fairseq.dev_measure.expected_bleu import DevExpectedBleu, candidate_weights, expected_bleu, grouped_log_softmax
+from l2t_fairseq.unroll.loss import log_probs
+from l2t_fairseq.unroll.student import trainable_params
 
 
 def test_sentence_bleu_known_values():

@@ -5,12 +5,12 @@ import pytest
 import torch
 from conftest import needs_cuda, synthetic_batch, synthetic_candidates, tiny_student
 
-from l2t_fairseq.expected_bleu import DevExpectedBleu
-from l2t_fairseq.hypergrad import hypergradient, inner_step, leaves, unroll
-from l2t_fairseq.loss import StudentLoss
-from l2t_fairseq.student import double_backward_safe, make_step_loss, trainable_params
-from l2t_fairseq.teacher import Teacher
-from l2t_fairseq.unroll_optimizer import UpdateRule
+from l2t_fairseq.dev_measure.expected_bleu import DevExpectedBleu
+from l2t_fairseq.teacher.model import Teacher
+from l2t_fairseq.unroll.hypergrad import hypergradient, inner_step, leaves, unroll
+from l2t_fairseq.unroll.loss import StudentLoss
+from l2t_fairseq.unroll.optimizer import UpdateRule
+from l2t_fairseq.unroll.student import double_backward_safe, make_step_loss, trainable_params
 
 UNROLL_STEPS = 3
 LR = 0.5

@@ -10,8 +10,8 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.optim import FP16Optimizer
 from test_errors import assert_names, start_up_error
 
-from l2t_fairseq.loss import StudentLoss, dynamic_loss, log_probs
-from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
+from l2t_fairseq.unroll.loss import StudentLoss, dynamic_loss, log_probs
+from l2t_fairseq.unroll.student import fp32_params, make_step_loss, trainable_params
 
 
 def fp16_config(*flags):

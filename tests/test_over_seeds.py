@@ -4,12 +4,15 @@ it, and the test over seeds (Almost Stochastic Order) that the verdict uses."""
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 
 from l2t_fairseq.benchmark import kernels, over_seeds
-from l2t_fairseq.benchmark.report import markdown, summarize, verdict
+from l2t_fairseq.benchmark.report import summarize
+from l2t_fairseq.benchmark.results_md import markdown
 from l2t_fairseq.benchmark.test_set import write_lines
+from l2t_fairseq.benchmark.verdict import verdict
 
 META = {"date": "2026-12-07", "machine": "test", "command": "test", "data": "test", "seeds": [1, 2, 3],
         "max_update": 100, "finished_runs": 6, "planned_runs": None}
@@ -59,12 +62,16 @@ def test_pinning_sets_and_clears_the_variables_the_runs_inherit():
 
 def test_a_record_from_other_kernels_is_not_the_same_run(tmp_path):
     from l2t_fairseq.benchmark.command_lines import same_run_record
+    from l2t_fairseq.benchmark.runner import Benchmark
 
     command = ["python", "-c", "child", "data", "--seed", "1", "--save-dir", "a"]
     (tmp_path / "cross_entropy-seed1.json").write_text(json.dumps(
         {"command": "data --seed 1 --save-dir b", "kernel_fingerprint": "aaaa"}))
-    assert same_run_record(str(tmp_path), "cross_entropy-seed1", command, lambda: "aaaa") is not None
-    assert same_run_record(str(tmp_path), "cross_entropy-seed1", command, lambda: "bbbb") is None
+    for here, same in (("aaaa", True), ("bbbb", False)):
+        bench = types.SimpleNamespace(kernel_facts=lambda here=here: {"kernel_fingerprint": here})
+        found = same_run_record(str(tmp_path), "cross_entropy-seed1", command,
+                                lambda record, bench=bench: Benchmark.same_kernels(bench, record))
+        assert (found is not None) == same
 
 
 def records(tmp_path, bleu, copies=None, fingerprints=None, sources=20):
@@ -156,7 +163,7 @@ def test_the_verdict_applies_every_check_of_the_rule(tmp_path, quick_aso):
     """Ahead of cross-entropy, of the loss at its initial coefficients and of label smoothing over training runs,
     above cross-entropy given the same time: a gain passes every check, fails on one that fails, and stays open on
     one not yet measured."""
-    from l2t_fairseq.benchmark.report import CE_CHECK, FIXED_CHECK, RIVALS, verdict_lines
+    from l2t_fairseq.benchmark.verdict import CE_CHECK, FIXED_CHECK, RIVALS, verdict_lines
 
     ce = [30.0, 31.0, 32.0]
     scores = {"cross_entropy": ce, "label_smoothed": [b + 0.2 for b in ce], "l2t_dlf": [b + 2.5 for b in ce],

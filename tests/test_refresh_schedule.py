@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from l2t_fairseq.refresh_schedule import RefreshSchedule
+from l2t_fairseq.refresh.schedule import RefreshSchedule
 
 
 def schedule(**flags):

@@ -7,10 +7,10 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
-from l2t_fairseq.hypergrad import final_weights, inner_step
-from l2t_fairseq.student import make_step_loss, trainable_params
-from l2t_fairseq.teacher_step import teach_once
-from l2t_fairseq.unroll_optimizer import student_rule
+from l2t_fairseq.teacher.step import teach_once
+from l2t_fairseq.unroll.hypergrad import final_weights, inner_step
+from l2t_fairseq.unroll.optimizer import student_rule
+from l2t_fairseq.unroll.student import make_step_loss, trainable_params
 
 CASES = {
     # fairseq's SGD with momentum and weight decay, two micro-batches per update, per-sentence loss
@@ -153,7 +153,7 @@ def test_the_past_window_replays_the_student_to_its_current_weights(toy_data, tm
                                                                      optimizer):
     """--unroll-start past: the U updates replayed from the weights and optimizer state the student took them at
     end at the student's current weights."""
-    from l2t_fairseq import teaching
+    from l2t_fairseq.refresh import teaching
 
     flags = [*WINDOW_CASES[optimizer], "--clip-norm", "0.1", "--unroll-start", "past", "--teacher-interval", "4",
              "--unroll-steps", "3", "--no-lookahead-gain"]

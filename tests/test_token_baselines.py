@@ -11,7 +11,7 @@ from conftest import l2t_flags, make_dictionary, synthetic_batch, tiny_student, 
 from l2t_fairseq.criterions.loss_truncation import LossTruncationCriterion
 from l2t_fairseq.criterions.token_adaptive import TokenAdaptiveCriterion, adaptive_weights
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import log_probs
+from l2t_fairseq.unroll.loss import log_probs
 
 
 def counted_dictionary(counts):
@@ -98,7 +98,7 @@ def test_the_fixed_row_trains_on_the_loss_at_its_initial_coefficients(toy_data, 
 
     from l2t_fairseq import teacher_log
     from l2t_fairseq.benchmark.presets import ROWS, BenchmarkRows
-    from l2t_fairseq.teacher import default_phi_init
+    from l2t_fairseq.teacher.model import default_phi_init
 
     flags = BenchmarkRows(Namespace(l2t_flags="--teacher-interval 2 --unroll-steps 1")).flags("l2t_dlf_fixed")
     assert flags[-4:] == ["--teacher-interval", "2", "--unroll-steps", "1"]  # the L2T rows' flags, theirs too

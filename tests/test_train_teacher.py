@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import run
 
-from l2t_fairseq.teacher_file import CHECKPOINT_KEY
+from l2t_fairseq.teacher.file import CHECKPOINT_KEY
 from l2t_fairseq.train_teacher import improving
 
 FLAGS = ["--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",

@@ -8,10 +8,10 @@ from conftest import synthetic_batch, tiny_student
 from fairseq import optim
 from test_mixed_precision import fp16_config
 
-from l2t_fairseq.hypergrad import final_weights, inner_step
-from l2t_fairseq.loss import StudentLoss
-from l2t_fairseq.student import fp32_params, make_step_loss, trainable_params
-from l2t_fairseq.unroll_optimizer import adam_rule, check_optimizer, step_size, student_rule
+from l2t_fairseq.unroll.hypergrad import final_weights, inner_step
+from l2t_fairseq.unroll.loss import StudentLoss
+from l2t_fairseq.unroll.optimizer import adam_rule, check_optimizer, step_size, student_rule
+from l2t_fairseq.unroll.student import fp32_params, make_step_loss, trainable_params
 
 PHI = 0.5
 

@@ -3,8 +3,8 @@
 import torch
 from conftest import make_dictionary, synthetic_batch, tiny_student
 
-from l2t_fairseq.unroll_optimizer import UpdateRule
-from l2t_fairseq.update_recorder import UpdateRecorder, attempt_starts
+from l2t_fairseq.unroll.optimizer import UpdateRule
+from l2t_fairseq.unroll.update_recorder import UpdateRecorder, attempt_starts
 
 
 def attempt(recorder, update_num, *samples):

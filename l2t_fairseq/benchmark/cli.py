@@ -18,7 +18,7 @@ from l2t_fairseq.benchmark.command_lines import after, validation_update
 from l2t_fairseq.benchmark.kernels import pin_kernels
 from l2t_fairseq.benchmark.machine import check_device, on_device
 from l2t_fairseq.benchmark.presets import DATA_ROWS, PRESETS, REPO, ROWS, SEQUENCE_LEVEL
-from l2t_fairseq.run_segments import console_command
+from l2t_fairseq.benchmark.run_segments import console_command
 
 
 def add_run_arguments(parser, out_help, work_default, default_seeds):

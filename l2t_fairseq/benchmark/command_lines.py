@@ -4,8 +4,6 @@ import json
 import os
 import shlex
 
-from l2t_fairseq.benchmark.kernels import kernel_identity
-
 # learning-rate schedules that read the update number alone, never the budget (fairseq's default is fixed)
 BUDGET_FREE_SCHEDULES = {"fixed", "inverse_sqrt", "step"}
 
@@ -39,16 +37,16 @@ def extends(saved, command):
             and after(command, "--task") != "l2t_translation")
 
 
-def same_run_record(folder, name, command, identity):
+def same_run_record(folder, name, command, same_kernels):
     """The run record ``folder/name.json`` (of the benchmark or the search) if its run had exactly ``command``
-    but for where it saved its checkpoints, on kernels of the identity that ``identity()`` gives
-    (``kernels.kernel_identity``; asked only where there is a record), else None (also without a folder)."""
+    but for where it saved its checkpoints, on the same kernels (``same_kernels(record)``, asked only where the
+    commands are the same), else None (also without a folder)."""
     if not folder or not os.path.isfile(os.path.join(folder, name + ".json")):
         return None
     with open(os.path.join(folder, name + ".json")) as f:
         record = json.load(f)
     same = without(shlex.split(record["command"]), "--save-dir") == without(command[3:], "--save-dir")
-    return record if same and kernel_identity(record) == identity() else None
+    return record if same and same_kernels(record) else None
 
 
 def validation_update(fraction, args):

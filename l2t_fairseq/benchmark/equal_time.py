@@ -14,7 +14,7 @@ import shutil
 
 from l2t_fairseq.benchmark.command_lines import after, extends, without
 from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME
-from l2t_fairseq.run_segments import MARKER, checkpoint_update, segment_logs
+from l2t_fairseq.benchmark.run_segments import MARKER, checkpoint_update, segment_logs
 
 
 def equal_time_updates(ce, l2t):

@@ -9,15 +9,10 @@ import shlex
 import torch
 
 from l2t_fairseq.benchmark.plots import plot_all
-from l2t_fairseq.benchmark.report import (
-    bootstrap_settings,
-    filter_choice,
-    markdown,
-    pairing_summary,
-    summarize,
-    verdict,
-)
+from l2t_fairseq.benchmark.report import bootstrap_settings, pairing_summary, summarize
+from l2t_fairseq.benchmark.results_md import markdown
 from l2t_fairseq.benchmark.teacher_training import teacher_training_cost
+from l2t_fairseq.benchmark.verdict import filter_choice, verdict
 from l2t_fairseq.whole_files import write_whole
 
 

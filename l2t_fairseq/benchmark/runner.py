@@ -65,7 +65,7 @@ import shlex
 import shutil
 import sys
 
-from l2t_fairseq import checkpoints, teacher_log  # noqa: F401 - checkpoints: torch.load reads fairseq checkpoints
+from l2t_fairseq import teacher_log
 from l2t_fairseq.benchmark.command_lines import after, extends, same_run_record
 from l2t_fairseq.benchmark.equal_time import EqualTime, equal_time_updates
 from l2t_fairseq.benchmark.kernels import fingerprint, kernel_identity, pins_in_force
@@ -74,11 +74,7 @@ from l2t_fairseq.benchmark.pairing import record_pairing
 from l2t_fairseq.benchmark.presets import BASELINE, EQUAL_TIME, EVAL_BLEU, PLUGIN, REPO, BenchmarkRows
 from l2t_fairseq.benchmark.report import TEST_BLEU
 from l2t_fairseq.benchmark.results import write_results
-from l2t_fairseq.benchmark.scheduler import Scheduler
-from l2t_fairseq.benchmark.start_checkpoints import StartCheckpoints
-from l2t_fairseq.benchmark.teacher_training import TeacherTraining, save_teacher
-from l2t_fairseq.benchmark.test_set import HYPOTHESES, decode_test_set, test_side_path, write_lines
-from l2t_fairseq.run_segments import (
+from l2t_fairseq.benchmark.run_segments import (
     dev_bleu_curve,
     measured_segment,
     resume,
@@ -87,6 +83,11 @@ from l2t_fairseq.run_segments import (
     start_afresh,
     whole_run_cpu,
 )
+from l2t_fairseq.benchmark.scheduler import Scheduler
+from l2t_fairseq.benchmark.start_checkpoints import StartCheckpoints
+from l2t_fairseq.benchmark.teacher_training import TeacherTraining, save_teacher
+from l2t_fairseq.benchmark.test_set import HYPOTHESES, decode_test_set, test_side_path, write_lines
+from l2t_fairseq.refresh import checkpoints  # noqa: F401 - torch.load reads fairseq checkpoints
 from l2t_fairseq.whole_files import write_whole
 
 # a child that runs fairseq-train and reports its peak CUDA memory (0 on the CPU)
@@ -124,10 +125,10 @@ class Benchmark:
         return {"kernels": cpu_kernels(measured["capability"]), "kernel_pins": pins_in_force(),
                 "kernel_fingerprint": measured["kernel_fingerprint"]}
 
-    def identity(self):
-        """The kernel identity of this machine's runs (``kernels.kernel_identity``): a record made elsewhere is
-        not one of them."""
-        return kernel_identity(self.kernel_facts())
+    def same_kernels(self, record):
+        """Whether ``record``'s run ran on the kernels of this machine's runs (``kernels.kernel_identity``): a
+        record made elsewhere is not one of them."""
+        return kernel_identity(record) == kernel_identity(self.kernel_facts())
 
     def row_flags(self, row):
         return self.rows.flags(row)
@@ -179,7 +180,7 @@ class Benchmark:
         """A dev-only run of exactly this command that ``l2t-search`` finished (``--search-records``): its record
         and its training folder, or None."""
         record = same_run_record(self.args.search_records, self.key(row, seed),
-                                 self.train_command(row, seed, "RUN", self.args.max_update), self.identity)
+                                 self.train_command(row, seed, "RUN", self.args.max_update), self.same_kernels)
         if record is None:
             return None
         run_dir = after(shlex.split(record["command"]), "--save-dir")
@@ -342,8 +343,3 @@ class Benchmark:
         start_afresh(run_dir, command)
         return [], ""
 
-
-if __name__ == "__main__":  # python -m l2t_fairseq.benchmark.runner: l2t-benchmark, as before the CLI had a module
-    from l2t_fairseq.benchmark.cli import cli
-
-    sys.exit(cli())

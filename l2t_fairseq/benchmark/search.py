@@ -139,7 +139,7 @@ class SearchRows:
 def benchmark_record(search, row, seed):
     """The benchmark's finished run of exactly this command (cross-entropy, label smoothing), not trained twice."""
     return same_run_record(search.args.benchmark_records, search.key(row, seed),
-                           search.train_command(row, seed, "RUN", search.args.max_update), search.identity)
+                           search.train_command(row, seed, "RUN", search.args.max_update), search.same_kernels)
 
 
 def build_search(args, preset):

@@ -10,8 +10,8 @@ import threading
 from l2t_fairseq.benchmark.command_lines import extends
 from l2t_fairseq.benchmark.machine import kernels
 from l2t_fairseq.benchmark.presets import BASELINE, REPO
+from l2t_fairseq.benchmark.run_segments import checkpoint_update, dev_bleu_curve, measured_segment
 from l2t_fairseq.benchmark.scheduler import held
-from l2t_fairseq.run_segments import checkpoint_update, dev_bleu_curve, measured_segment
 
 
 class StartCheckpoints:

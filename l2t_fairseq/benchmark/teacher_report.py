@@ -25,7 +25,7 @@ import torch
 
 from l2t_fairseq.benchmark.command_lines import after
 from l2t_fairseq.diagnostics import frequency_ranks
-from l2t_fairseq.teacher import Teacher, default_phi_init
+from l2t_fairseq.teacher.model import Teacher, default_phi_init
 
 TITLE = "# What the online teachers learned (`l2t_dlf`, the last logged Phi of each seed)"
 TOP = 100  # the most frequent target words whose coefficients are compared between seeds

@@ -11,9 +11,9 @@ import torch
 from l2t_fairseq import commands
 from l2t_fairseq.benchmark.command_lines import without
 from l2t_fairseq.benchmark.presets import BASELINE, REPO
+from l2t_fairseq.benchmark.run_segments import measured_run
 from l2t_fairseq.benchmark.scheduler import held
-from l2t_fairseq.run_segments import measured_run
-from l2t_fairseq.teacher_file import CHECKPOINT_KEY, save_teacher_file
+from l2t_fairseq.teacher.file import CHECKPOINT_KEY, save_teacher_file
 
 
 class TeacherTraining:

@@ -6,7 +6,7 @@ import re
 
 from l2t_fairseq import commands
 from l2t_fairseq.benchmark.presets import PLUGIN, REPO
-from l2t_fairseq.run_segments import measured_run
+from l2t_fairseq.benchmark.run_segments import measured_run
 
 
 def decode_test_set(data, generate_flags, run_dir, threads, beam=5):

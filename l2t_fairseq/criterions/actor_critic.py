@@ -19,12 +19,12 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
 from l2t_fairseq import actor_critic
-from l2t_fairseq.bleu import bleu_text
-from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode
 from l2t_fairseq.criterions.sequence_level import log_loss_and_nll, sentence_logging_output
+from l2t_fairseq.dev_measure.bleu import bleu_text
+from l2t_fairseq.dev_measure.candidates import build_candidate_generator, build_candidates, decode
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import log_probs
-from l2t_fairseq.student import evaluation
+from l2t_fairseq.unroll.loss import log_probs
+from l2t_fairseq.unroll.student import evaluation
 
 
 @dataclass

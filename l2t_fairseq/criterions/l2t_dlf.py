@@ -9,7 +9,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import LOSS_SCALES, PHI_NORMALIZATIONS, StudentLoss, log_probs
+from l2t_fairseq.unroll.loss import LOSS_SCALES, PHI_NORMALIZATIONS, StudentLoss, log_probs
 
 
 @dataclass
@@ -52,8 +52,8 @@ class L2TDLFCriterion(FairseqCriterion):
         self.coefficients = self.loss = None
 
     def set_coefficients(self, coefficients):
-        """The teacher's coefficients (:class:`l2t_fairseq.coefficients.Coefficients`: ``phi()`` and ``phi_init``,
-        --phi-init, by default 1/ln|V|), handed over by the task ``l2t_translation``."""
+        """The teacher's coefficients (:class:`l2t_fairseq.teacher.coefficients.Coefficients`: ``phi()`` and
+        ``phi_init``, --phi-init, by default 1/ln|V|), handed over by the task ``l2t_translation``."""
         self.coefficients = coefficients
         phi_init = coefficients.phi_init
         self.loss = StudentLoss(

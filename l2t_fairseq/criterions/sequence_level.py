@@ -3,7 +3,7 @@
 ``sequence_risk`` and ``softmax_margin`` (the paper's Table 3 baselines) train
 on candidates decoded from the student at every step with the candidate, BLEU
 and sequence-score code of the expected-BLEU objective
-(:mod:`l2t_fairseq.candidates`).  As in Edunov et al. (2018), the sequence
+(:mod:`l2t_fairseq.dev_measure.candidates`).  As in Edunov et al. (2018), the sequence
 loss is mixed with token-level NLL on the reference:
 ``loss = w * NLL(y) + (1 - w) * sequence loss``, summed over sentences.
 """
@@ -15,8 +15,8 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from l2t_fairseq.bleu import bleu_text
-from l2t_fairseq.candidates import (
+from l2t_fairseq.dev_measure.bleu import bleu_text
+from l2t_fairseq.dev_measure.candidates import (
     CANDIDATE_SEARCHES,
     build_candidate_generator,
     build_candidates,
@@ -24,7 +24,7 @@ from l2t_fairseq.candidates import (
     sequence_scores,
 )
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import log_probs
+from l2t_fairseq.unroll.loss import log_probs
 
 
 @dataclass

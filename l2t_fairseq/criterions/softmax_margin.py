@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from fairseq.criterions import register_criterion
 
 from l2t_fairseq.criterions.sequence_level import SequenceLevelConfig, SequenceLevelCriterion
-from l2t_fairseq.expected_bleu import grouped_logsumexp
+from l2t_fairseq.dev_measure.expected_bleu import grouped_logsumexp
 
 
 @dataclass

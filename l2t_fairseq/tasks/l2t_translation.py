@@ -1,7 +1,7 @@
 """Task ``l2t_translation``: fairseq's translation task whose loss is set, and learned, by a teacher.
 
 A thin adapter: its config adds the teacher's flags to fairseq's translation
-flags; it builds the parts of :class:`l2t_fairseq.teaching.Teaching` (the
+flags; it builds the parts of :class:`l2t_fairseq.refresh.teaching.Teaching` (the
 coefficients, the dev measure with fairseq's generator and the valid subset),
 hands the coefficients to the criterion and the criterion's loss to the
 teaching, and passes fairseq's hooks on.
@@ -19,18 +19,18 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from l2t_fairseq import distributed
-from l2t_fairseq.candidates import CANDIDATE_SEARCHES
-from l2t_fairseq.coefficients import Coefficients
 from l2t_fairseq.criterions.l2t_dlf import L2TDLFCriterion
-from l2t_fairseq.dev_batches import DevBatches
-from l2t_fairseq.dev_measure import Decoder, DevMeasure
+from l2t_fairseq.dev_measure.batches import DevBatches
+from l2t_fairseq.dev_measure.candidates import CANDIDATE_SEARCHES
+from l2t_fairseq.dev_measure.measure import Decoder, DevMeasure
 from l2t_fairseq.diagnostics import target_frequency
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.startup_checks import check_config, check_training_config
-from l2t_fairseq.teacher import PARAMETRIZATIONS
-from l2t_fairseq.teacher_file import CHECKPOINT_KEY
-from l2t_fairseq.teaching import Teaching
-from l2t_fairseq.unroll_optimizer import UNROLL_OPTIMIZERS
+from l2t_fairseq.refresh.startup_checks import check_config, check_training_config
+from l2t_fairseq.refresh.teaching import Teaching
+from l2t_fairseq.teacher.coefficients import Coefficients
+from l2t_fairseq.teacher.file import CHECKPOINT_KEY
+from l2t_fairseq.teacher.model import PARAMETRIZATIONS
+from l2t_fairseq.unroll.optimizer import UNROLL_OPTIMIZERS
 
 UNROLL_STARTS = ("current", "past")
 

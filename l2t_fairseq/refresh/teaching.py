@@ -15,7 +15,7 @@ collectives in this order (:mod:`l2t_fairseq.distributed`):
 2. the dev-BLEU statistics of their dev batches, summed (unless the teacher is
    frozen and ``--eval-bleu`` gives dev BLEU);
 3. the hypergradient, averaged over the workers that have one, and the mean dev
-   measure (:func:`l2t_fairseq.teacher_step.teacher_step`);
+   measure (:func:`l2t_fairseq.teacher.step.teacher_step`);
 4. the lookahead gain, averaged (if measured and the step was taken);
 5. the teacher's digest, gathered and compared.
 """
@@ -28,11 +28,11 @@ from fairseq import utils
 
 from l2t_fairseq import distributed, teacher_log
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.refresh_schedule import RefreshSchedule
-from l2t_fairseq.student import fp32_params, make_step_loss
-from l2t_fairseq.teacher_step import Unrolled, keep_every, teach_once
-from l2t_fairseq.unroll_optimizer import check_optimizer, snapshot, step_size
-from l2t_fairseq.update_recorder import UpdateRecorder, attempt_starts
+from l2t_fairseq.refresh.schedule import RefreshSchedule
+from l2t_fairseq.teacher.step import Unrolled, keep_every, teach_once
+from l2t_fairseq.unroll.optimizer import check_optimizer, snapshot, step_size
+from l2t_fairseq.unroll.student import fp32_params, make_step_loss
+from l2t_fairseq.unroll.update_recorder import UpdateRecorder, attempt_starts
 
 logger = logging.getLogger(__name__)
 

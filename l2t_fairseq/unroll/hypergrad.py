@@ -8,7 +8,7 @@ teacher minimizes (``-M~`` of eq. 2), given as
 computed in chunks (``value_and_grad`` wraps a plain differentiable loss).
 
 The student's steps follow an update rule
-(:class:`l2t_fairseq.unroll_optimizer.UpdateRule`: plain SGD as in eq. 1,
+(:class:`l2t_fairseq.unroll.optimizer.UpdateRule`: plain SGD as in eq. 1,
 fairseq's SGD, or its Adam step), whose learning rate
 and decay may differ from step to step (``rule.at(t)``).
 
@@ -20,7 +20,7 @@ ordinary backward pass, which is eq. (5) summed over ``t``.
 
 import torch
 
-from l2t_fairseq.unroll_optimizer import Moments
+from l2t_fairseq.unroll.optimizer import Moments
 
 NO_MOMENTS = Moments()  # the adjoints of moments that no later step carries
 
@@ -38,8 +38,8 @@ def inner_step(step_loss, params, moments, phi, batch, rule, create_graph=False)
     """Eq. (1) under the student's update ``rule``: returns ``(omega_{t+1}, moments_{t+1})``.
 
     Plain SGD (the paper): ``omega_{t+1} = omega_t - eta * dL_{Phi_t}(omega_t, D_t) / d omega_t``;
-    see :mod:`l2t_fairseq.unroll_optimizer` for the clipping, preconditioned, momentum and decay terms.
-    ``moments``: :class:`~l2t_fairseq.unroll_optimizer.Moments` (``rule.moments()`` at the first step).
+    see :mod:`l2t_fairseq.unroll.optimizer` for the clipping, preconditioned, momentum and decay terms.
+    ``moments``: :class:`~l2t_fairseq.unroll.optimizer.Moments` (``rule.moments()`` at the first step).
     """
     loss = step_loss(params, phi, batch)
     grads = torch.autograd.grad(

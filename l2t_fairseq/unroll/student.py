@@ -13,7 +13,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.loss import log_probs
+from l2t_fairseq.unroll.loss import log_probs
 
 
 @contextlib.contextmanager
@@ -98,7 +98,7 @@ def make_step_loss(model, loss, sample_size=lambda sample: sample["ntokens"]):
     """``step_loss(params, phi, (samples, seed))``: the loss of one student update, eq. (1), as the trainer
     takes it.
 
-    ``loss`` is the criterion's :class:`l2t_fairseq.loss.StudentLoss` and
+    ``loss`` is the criterion's :class:`l2t_fairseq.unroll.loss.StudentLoss` and
     ``sample_size`` its normalizer (tokens, or sentences with
     ``--sentence-avg``).  An update is the list of its micro-batches
     (``--update-freq``): fairseq sums their losses and divides the gradient by

@@ -1,7 +1,7 @@
 """The teacher's optimization step (Algorithm 1's loop body), shared by all data-parallel workers.
 
 Each worker computes ``dJ/dPhi_t`` on its own latest batches and dev batch
-(:func:`l2t_fairseq.hypergrad.hypergradient`); :func:`teacher_step` chains
+(:func:`l2t_fairseq.unroll.hypergrad.hypergradient`); :func:`teacher_step` chains
 it through the teacher (eq. 5), averages the result over the workers that
 have one, and takes one Adam step, the same on every worker.  A non-finite
 hypergradient or dev objective on any worker skips the step on all of them,
@@ -15,11 +15,11 @@ from typing import Callable, Dict, List, Optional
 import torch
 from fairseq import metrics
 
+from l2t_fairseq.dev_measure.expected_bleu import DevExpectedBleu
 from l2t_fairseq.distributed import all_reduce_sum, mean_over_workers
-from l2t_fairseq.expected_bleu import DevExpectedBleu
-from l2t_fairseq.hypergrad import final_weights, hypergradient
-from l2t_fairseq.student import double_backward_safe
-from l2t_fairseq.unroll_optimizer import UpdateRule
+from l2t_fairseq.unroll.hypergrad import final_weights, hypergradient
+from l2t_fairseq.unroll.optimizer import UpdateRule
+from l2t_fairseq.unroll.student import double_backward_safe
 
 KEEP_ALL_BYTES = 2**30  # --unroll-keep-every 0 keeps every snapshot of the unroll where they fit in this
 
@@ -155,5 +155,5 @@ class Unrolled:
     dev_objective: DevExpectedBleu
     device_type: str
     heldout: Optional[DevExpectedBleu] = None
-    keep_every: int = 1  # the reverse loop keeps every k-th snapshot (l2t_fairseq.hypergrad.unroll)
+    keep_every: int = 1  # the reverse loop keeps every k-th snapshot (l2t_fairseq.unroll.hypergrad.unroll)
     student: Optional[Dict[str, torch.Tensor]] = None  # --unroll-start past: the weights the replay should end at

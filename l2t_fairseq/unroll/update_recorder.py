@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import torch
 from fairseq import utils
 
-from l2t_fairseq.unroll_optimizer import UpdateRule
+from l2t_fairseq.unroll.optimizer import UpdateRule
 
 
 def attempt_starts(model):

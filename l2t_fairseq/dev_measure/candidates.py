@@ -1,9 +1,9 @@
 """Candidates decoded from the student and scored by BLEU, as a teacher-forcing batch.
 
-The expected-BLEU dev objective (:mod:`l2t_fairseq.expected_bleu`) and the
+The expected-BLEU dev objective (:mod:`l2t_fairseq.dev_measure.expected_bleu`) and the
 sequence-level baselines (``sequence_risk``, ``softmax_margin``) decode
 candidates with fairseq's own generator (no gradient, dropout off), score each
-against its reference with :func:`l2t_fairseq.bleu.sentence_bleu`, and
+against its reference with :func:`l2t_fairseq.dev_measure.bleu.sentence_bleu`, and
 re-score them under teacher forcing with :func:`sequence_scores`.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from fairseq.data import data_utils
 
-from l2t_fairseq.bleu import sentence_bleu
-from l2t_fairseq.student import evaluation
+from l2t_fairseq.dev_measure.bleu import sentence_bleu
+from l2t_fairseq.unroll.student import evaluation
 
 CANDIDATE_SEARCHES = ("sample", "beam")
 
@@ -57,7 +57,7 @@ def build_candidates(sample, hypotheses, text, pad, eos):
     ``hypotheses[i]`` lists token tensors for sentence ``i`` of ``sample``
     (duplicates allowed; duplicates would count twice in the renormalized
     ``q``); ``text(tokens, reference=False)`` turns tokens into the string BLEU sees
-(:func:`l2t_fairseq.bleu.bleu_text`).
+(:func:`l2t_fairseq.dev_measure.bleu.bleu_text`).
     """
     rows, sentence, bleu = [], [], []
     for i, nbest in enumerate(hypotheses):

@@ -1,7 +1,7 @@
 """Sampled candidates -> smoothed, differentiable dev measure (paper section 3.3).
 
 ``M~(omega) = sum_(x,y) sum_k BLEU(y*_k, y) q_omega(y*_k | x)``: the candidates
-``y*_k`` are decoded from the student (:mod:`l2t_fairseq.candidates`) and then
+``y*_k`` are decoded from the student (:mod:`l2t_fairseq.dev_measure.candidates`) and then
 held fixed; ``q`` is the student's sequence probability renormalized over each
 sentence's candidate set with sharpness ``alpha`` (as in minimum risk
 training).  The gradient flows through the candidates' log-probabilities under
@@ -10,9 +10,9 @@ teacher forcing, never through the decoding.
 
 import torch
 
-from l2t_fairseq.candidates import sequence_scores
-from l2t_fairseq.hypergrad import leaves
-from l2t_fairseq.student import evaluation, functional_log_probs
+from l2t_fairseq.dev_measure.candidates import sequence_scores
+from l2t_fairseq.unroll.hypergrad import leaves
+from l2t_fairseq.unroll.student import evaluation, functional_log_probs
 
 
 def grouped_logsumexp(scores, sentence, num_sentences):

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from l2t_fairseq import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
+from l2t_fairseq.refresh import checkpoints  # noqa: F401 - lets torch.load read fairseq checkpoints (weights_only)
 from l2t_fairseq.whole_files import write_whole
 
 

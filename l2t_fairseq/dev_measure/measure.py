@@ -2,7 +2,7 @@
 
 :class:`DevMeasure` works behind two small interfaces that the task builds:
 a :class:`Decoder` (the student's outputs on a batch, by fairseq's own
-generator) and a dev stream (:class:`l2t_fairseq.dev_batches.DevBatches`).
+generator) and a dev stream (:class:`l2t_fairseq.dev_measure.batches.DevBatches`).
 """
 
 import logging
@@ -10,9 +10,9 @@ import logging
 from fairseq import utils
 
 from l2t_fairseq import distributed
-from l2t_fairseq.bleu import bleu_from_statistics, bleu_statistics, bleu_text, is_segmented
-from l2t_fairseq.candidates import build_candidate_generator, build_candidates, decode
-from l2t_fairseq.expected_bleu import DevExpectedBleu
+from l2t_fairseq.dev_measure.bleu import bleu_from_statistics, bleu_statistics, bleu_text, is_segmented
+from l2t_fairseq.dev_measure.candidates import build_candidate_generator, build_candidates, decode
+from l2t_fairseq.dev_measure.expected_bleu import DevExpectedBleu
 
 logger = logging.getLogger(__name__)
 

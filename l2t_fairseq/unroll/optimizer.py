@@ -24,7 +24,7 @@ One family covers every choice of ``--unroll-optimizer``::
   ``sgd`` for one trained with its SGD; any other optimizer is refused.
 
 ``clip`` is fairseq's ``--clip-norm``, ``g * min(1, c / (|g| + 1e-6))``, and it
-is differentiated (:mod:`l2t_fairseq.hypergrad`).  Everything else here is a
+is differentiated (:mod:`l2t_fairseq.unroll.hypergrad`).  Everything else here is a
 constant of the unroll: the hypergradient differentiates through ``g`` and
 the moments it enters, ``m`` and ``v``.
 """
@@ -37,7 +37,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Union
 import torch
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.student import fp32_params, master_weights, split_like_optimizer
+from l2t_fairseq.unroll.student import fp32_params, master_weights, split_like_optimizer
 
 UNROLL_OPTIMIZERS = ("auto", "sgd", "adam")
 

@@ -1,7 +1,7 @@
 """The coefficients of the student's loss, ``Phi_t = mu_theta(s_t)``: the teacher, its Adam, and the state it reads.
 
 The task hands this object to the criterion ``l2t_dlf``, which reads
-:meth:`Coefficients.phi` at every forward; :class:`l2t_fairseq.teaching.Teaching`
+:meth:`Coefficients.phi` at every forward; :class:`l2t_fairseq.refresh.teaching.Teaching`
 sets the state's features and steps the teacher.
 """
 
@@ -11,8 +11,8 @@ import torch
 from fairseq import metrics
 
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.teacher import Teacher, default_phi_init
-from l2t_fairseq.teacher_file import load_teacher_state
+from l2t_fairseq.teacher.file import load_teacher_state
+from l2t_fairseq.teacher.model import Teacher, default_phi_init
 
 logger = logging.getLogger(__name__)
 
