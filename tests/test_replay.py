@@ -140,6 +140,26 @@ def test_a_refresh_that_runs_out_of_memory_stops_in_one_line_with_the_rng_restor
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_a_refresh_that_runs_out_of_memory_restores_the_cuda_rng_too(toy_data, tmp_path, monkeypatch):
+    """On a GPU the student's dropout draws from the CUDA generator: the refresh that ran out of memory leaves it
+    as it was too (here a stand-in for it, which any machine has)."""
+    cfg, task, model, criterion, trainer = trainer_for(toy_data, tmp_path, CASES["sgd"])
+    cuda = {"state": torch.arange(8, dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": cuda["state"].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": cuda.update(state=state.clone()))
+
+    def out_of_memory(*args):
+        cuda["state"] = cuda["state"] + 1  # a refresh draws from the CUDA generator before it fails
+        raise RuntimeError("CUDA out of memory. (raised by the test)")
+
+    monkeypatch.setattr(task.teaching, "refresh", out_of_memory)
+    saved = cuda["state"].clone()
+    with pytest.raises(SystemExit):
+        task.teaching.guarded_refresh(None, model, trainer.optimizer, 100)
+    assert torch.equal(cuda["state"], saved)
+
+
 # the window's optimizers: SGD with momentum and weight decay; Adam with its decoupled weight decay, from its third
 # update (both moments far from settled); each over two micro-batches, clipped
 WINDOW_CASES = {"sgd": CASES["sgd"],

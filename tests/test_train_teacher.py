@@ -1,13 +1,16 @@
 """l2t-train-teacher: one teacher, and its Adam state, carried across fresh students; resumable."""
 
 import json
+import os
 import shutil
 
 import pytest
 import torch
 from conftest import run
 
-from l2t_fairseq.teacher.file import CHECKPOINT_KEY
+from l2t_fairseq.errors import UsageError
+from l2t_fairseq.teacher.coefficients import DEV_BLEU_MEASURES
+from l2t_fairseq.teacher.file import CHECKPOINT_KEY, load_teacher_state, save_teacher_file
 from l2t_fairseq.train_teacher import improving
 
 FLAGS = ["--arch", "transformer_l2t_toy", "--optimizer", "adam", "--lr", "2e-3", "--lr-scheduler", "inverse_sqrt",
@@ -102,3 +105,30 @@ def test_bad_flags(toy_data, tmp_path, flags, message):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("l2t_fairseq: error: ") and message in last, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("adam", [True, False])
+def test_a_teacher_file_keeps_what_its_dev_bleu_measured(tmp_path, adam):
+    """A teacher file saved from a run of either dev-BLEU measure is refused by a run of the other, either way; a
+    file from before the measure was recorded is read under both."""
+    old = os.path.join(os.path.dirname(__file__), "data", "written-before-layout", "teacher.pt")
+    state = torch.load(old)["extra_state"][CHECKPOINT_KEY]
+    vocab, keys = state["teacher"]["log_W"].shape
+
+    def load(path, measure):
+        return load_teacher_state(str(path), vocab, keys, "exp", measure)
+
+    for saved in DEV_BLEU_MEASURES.values():
+        path = tmp_path / "teacher.pt"
+        save_teacher_file({**state, "dev_bleu_measure": saved}, str(path), adam)
+        for measure in DEV_BLEU_MEASURES.values():
+            if measure == saved:
+                teacher, _ = load(path, measure)
+                assert torch.equal(teacher["log_W"], state["teacher"]["log_W"])
+            else:
+                with pytest.raises(UsageError, match="--teacher-path .* read dev BLEU as the"):
+                    load(path, measure)
+    unrecorded = {k: v for k, v in state.items() if k != "dev_bleu_measure"}
+    save_teacher_file(unrecorded, str(tmp_path / "old.pt"), adam)
+    for measure in DEV_BLEU_MEASURES.values():
+        assert load(tmp_path / "old.pt", measure)[0].keys() == state["teacher"].keys()

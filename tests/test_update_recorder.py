@@ -68,6 +68,21 @@ def test_restored_records_are_on_the_recorders_device():
     assert restored.holds_window(4, 102, past=True) and first == 2
 
 
+def test_replay_gives_the_updates_on_the_recorders_device():
+    """The updates are recorded where fairseq hands them over (a sample may be on the CPU where the teacher's
+    weights are on the GPU: a dummy batch, a state built on the CPU); the replay meets the teacher's weights on
+    the recorder's device (here 'meta')."""
+    dictionary = make_dictionary()
+    recorder = UpdateRecorder(unroll_steps=2, device=torch.device("meta"))
+    for update_num in (1, 2, 3):
+        attempt(recorder, update_num, synthetic_batch(dictionary, seed=update_num))
+    recorder.advance(4)
+    batches, states, _ = recorder.replay()
+    tensors = [t for samples, _ in batches for s in samples for t in s["net_input"].values() if torch.is_tensor(t)]
+    assert tensors and len(states) == 2
+    assert {t.device.type for t in [*tensors, *states]} == {"meta"}
+
+
 def test_a_window_saved_with_adams_second_moment_held_fixed_is_dropped():
     """A checkpoint saved inside a window by the unroll that held Adam's second moment fixed keeps a rule with a
     preconditioner and no second moment: that window is dropped (one refresh skipped), the records are kept."""
