@@ -6,11 +6,13 @@ Load with ``fairseq-train --user-dir l2t_fairseq --task l2t_translation --criter
 import logging
 
 _configured = bool(logging.getLogger().handlers)
-from l2t_fairseq.errors import UsageError  # noqa: E402
+from l2t_fairseq.errors import UsageError, missing_module  # noqa: E402
 
 try:
     import fairseq  # noqa: F401
-except ImportError:
+except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] != "fairseq":  # fairseq is there, a module its import needs is not
+        raise missing_module(e, "fairseq is installed, but its import") from None
     raise UsageError("fairseq is not installed in this Python environment: pip install --no-deps "
                      "fairseq-fixed==0.12.3.1 (README, Install)") from None
 from l2t_fairseq import criterions, models, tasks  # noqa: E402, F401 - registers with fairseq

@@ -10,3 +10,15 @@ class UsageError(SystemExit):
 
     def __init__(self, message):
         super().__init__(f"l2t_fairseq: error: {message}")
+
+
+# what pip installs the modules as, where the names differ
+PIP_NAMES = {"sklearn": "scikit-learn", "PIL": "Pillow", "yaml": "pyyaml"}
+
+
+def missing_module(error, what):
+    """The one line for ``what`` that could not be imported because a module is not installed (``error``: the
+    ``ModuleNotFoundError``), naming that module and how pip installs it."""
+    module = (error.name or str(error)).split(".")[0]
+    return UsageError(f"{what} needs the module {module}, which is not installed in this Python environment: "
+                      f"pip install {PIP_NAMES.get(module, module)} (README, Install)")

@@ -1,10 +1,12 @@
 """Bad input gets one clear line naming the flag or file, at start-up, before the first update."""
 
+import datetime
 import subprocess
 import sys
 
 import pytest
-from conftest import l2t_flags, preprocess, train_in_process
+import torch
+from conftest import REPO, l2t_flags, preprocess, train_in_process
 
 
 def start_up_error(monkeypatch, data, save_dir, *flags):
@@ -39,6 +41,27 @@ def test_missing_teacher_path(toy_data, tmp_path, monkeypatch):
     missing = tmp_path / "nowhere.pt"
     message = start_up_error(monkeypatch, toy_data, tmp_path, "--teacher-path", missing)
     assert_names(message, "--teacher-path", str(missing), "no such file")
+
+
+@pytest.mark.parametrize("content", ["text", "foreign object", "tensor"])
+def test_a_teacher_path_that_is_no_checkpoint(toy_data, tmp_path, monkeypatch, content):
+    """A text file, a pickle of an object a checkpoint never holds (torch's refusal comes with six lines of advice
+    on untrusted files), a file of a bare tensor: one line each, naming the file."""
+    path = tmp_path / "teacher.pt"
+    if content == "text":
+        path.write_text("not a checkpoint\n")
+    else:
+        torch.save({"made": datetime.date(2026, 1, 1)} if content == "foreign object" else torch.ones(2), path)
+    message = start_up_error(monkeypatch, toy_data, tmp_path / "run", "--teacher-path", path)
+    assert_names(message, "--teacher-path", str(path), "not an l2t_translation checkpoint")
+    if content == "foreign object":
+        assert_names(message, "datetime.date")
+
+
+def test_dev_batches_smaller_than_a_dev_sentence(toy_data, tmp_path, monkeypatch):
+    """fairseq's batching would fail an assertion at the first refresh (58 lines)."""
+    message = start_up_error(monkeypatch, toy_data, tmp_path, "--teacher-dev-max-tokens", "4")
+    assert_names(message, "--teacher-dev-max-tokens 4", "valid subset", "tokens")
 
 
 def test_teacher_for_another_dictionary(toy_corpus, trained, tmp_path, monkeypatch):
@@ -141,3 +164,35 @@ def test_the_plugin_without_fairseq_says_what_to_install():
                                 capture_output=True, text=True)
         assert result.returncode == 1 and result.stdout == "", result
         assert result.stderr.count("\n") == 1 and "pip install --no-deps fairseq-fixed" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("module, code, package", [
+    ("sklearn", "import l2t_fairseq", "scikit-learn"),  # fairseq's own import needs it
+    ("matplotlib", "from l2t_fairseq.benchmark import cli", "matplotlib"),
+    ("PIL", "from l2t_fairseq import train_teacher", "Pillow"),
+])
+def test_a_missing_module_is_named_with_its_pip_name(module, code, package):
+    """fairseq is installed but a module it or the commands import is not: one line names that module, not
+    fairseq."""
+    result = subprocess.run([sys.executable, "-c", f"import sys; sys.modules[{module!r}] = None; {code}"],
+                            capture_output=True, text=True)
+    line = result.stderr.splitlines()[-1]  # after fairseq's own log line about tensorboardX, where it got that far
+    assert result.returncode == 1 and "Traceback" not in result.stderr and line.startswith("l2t_fairseq: error: ")
+    assert f"needs the module {module}," in line and f"pip install {package} " in line, line
+    assert "fairseq is not installed" not in line
+
+
+@pytest.mark.parametrize("missing", ["results.json", "training data"])
+def test_plots_of_a_folder_without_results(tmp_path, missing):
+    """``l2t-plots OUT DATA``: an OUT that l2t-benchmark did not write, or a DATA without binarized training data,
+    in one line naming the folder."""
+    out, data = tmp_path / "out", tmp_path / "data"
+    out.mkdir()
+    data.mkdir()
+    if missing == "training data":
+        (out / "results.json").write_text('{"runs": {}}')
+    result = subprocess.run([sys.executable, "-m", "l2t_fairseq.benchmark.plots", str(out), str(data)],
+                            capture_output=True, text=True, cwd=REPO)
+    line = result.stderr.splitlines()[-1]
+    assert result.returncode == 1 and "Traceback" not in result.stderr and line.startswith("l2t_fairseq: error: ")
+    assert_names(line, str(out) if missing == "results.json" else str(data), missing.split()[-1])

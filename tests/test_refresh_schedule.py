@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+from conftest import l2t_train, teacher_state
+
 from l2t_fairseq.refresh.schedule import RefreshSchedule
 
 
@@ -29,3 +31,15 @@ def test_the_diagnostics_are_measured_at_the_1st_then_every_nth_refresh():
 def test_progress_by_updates_or_by_epochs():
     assert schedule().progress(19, epoch=1) == 0.2 and schedule().progress(200, epoch=1) == 1.0
     assert schedule(max_update=0, max_epoch=4).progress(19, epoch=3) == 0.5
+
+
+def test_which_checkpoints_carry_a_window(toy_data, tmp_path):
+    """docs/reference.md: with --unroll-start past a checkpoint saved after N updates carries the window (the
+    student's weights and optimizer moments at its start) where N mod K is 0 or above K - U, and none where it is
+    1 to K - U. Every multiple of K carries one, so no save interval avoids them all."""
+    interval, steps = 3, 2
+    l2t_train(toy_data, tmp_path, "--max-update", "7", "--teacher-interval", interval, "--unroll-steps", steps,
+              "--save-interval-updates", "1", "--teacher-dev-max-tokens", "256", "--teacher-candidates", "2",
+              "--disable-validation", "--no-lookahead-gain")
+    carried = [n for n in range(1, 8) if teacher_state(tmp_path / f"checkpoint_1_{n}.pt")["window"] is not None]
+    assert carried == [n for n in range(1, 8) if n % interval == 0 or n % interval > interval - steps] == [2, 3, 5, 6]

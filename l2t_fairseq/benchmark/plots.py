@@ -44,12 +44,17 @@ FREQUENT = 5
 FOLLOWED_RANKS = (100, 1000, 5000)
 
 
-def training_targets(data):
-    """The target dictionary and each word's frequency in the binarized training targets."""
+def training_index(data):
+    """One index file of the binarized training data in ``data``."""
     indexes = glob.glob(os.path.join(data, "train.*-*.*.idx"))
     if not indexes:
         raise UsageError(f"{data}: no binarized training data (train.SRC-TGT.TGT.idx)")
-    pair = re.search(r"train\.([^.]+)\.[^.]+\.idx$", indexes[0]).group(1)
+    return indexes[0]
+
+
+def training_targets(data):
+    """The target dictionary and each word's frequency in the binarized training targets."""
+    pair = re.search(r"train\.([^.]+)\.[^.]+\.idx$", training_index(data)).group(1)
     target = pair.split("-")[1]
     dictionary = Dictionary.load(os.path.join(data, f"dict.{target}.txt"))
     prefix = os.path.join(data, f"train.{pair}.{target}")
@@ -202,6 +207,9 @@ def main(argv=None):
     parser.add_argument("out", help="the benchmark's output folder (results.json, records/)")
     parser.add_argument("data", help="its binarized data (the training targets' frequencies)")
     args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.out, "results.json")):
+        raise UsageError(f"{args.out}: no results.json (OUT is the folder l2t-benchmark --out wrote)")
+    training_index(args.data)
     plot_all(args.out, args.data)
 
 

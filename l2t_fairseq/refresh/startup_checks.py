@@ -3,6 +3,8 @@
 import os
 import zipfile
 
+import numpy as np
+
 from l2t_fairseq.errors import UsageError
 
 
@@ -69,3 +71,18 @@ def check_restore_file(cfg):
         path = os.path.join(cfg.save_dir, path)
     if os.path.isfile(path) and not zipfile.is_zipfile(path):
         raise UsageError(f"--restore-file {path}: not a whole fairseq checkpoint (truncated, or not a torch.save file)")
+
+
+def check_dev_batch_size(cfg, dataset, subset):
+    """Every sentence of the dev ``subset`` that the teacher may batch (within the task's maximum positions) fits in
+    ``--teacher-dev-max-tokens``: fairseq's batching would fail an assertion at the first refresh.  A frozen
+    teacher reading dev BLEU from fairseq's validation draws no dev batch."""
+    if cfg.freeze_teacher and cfg.eval_bleu:
+        return
+    source = np.asarray(dataset.src_sizes)
+    target = np.asarray(dataset.tgt_sizes) if dataset.tgt_sizes is not None else np.zeros_like(source)
+    kept = (source <= cfg.max_source_positions) & (target <= cfg.max_target_positions)
+    longest = int(np.maximum(source, target)[kept].max(initial=0))
+    if longest > cfg.teacher_dev_max_tokens:
+        raise UsageError(f"--teacher-dev-max-tokens {cfg.teacher_dev_max_tokens} is smaller than the longest sentence "
+                         f"of the {subset} subset ({longest} tokens): raise it to at least {longest}")

@@ -25,7 +25,7 @@ from l2t_fairseq.dev_measure.candidates import CANDIDATE_SEARCHES
 from l2t_fairseq.dev_measure.measure import Decoder, DevMeasure
 from l2t_fairseq.diagnostics import target_frequency
 from l2t_fairseq.errors import UsageError
-from l2t_fairseq.refresh.startup_checks import check_config, check_training_config
+from l2t_fairseq.refresh.startup_checks import check_config, check_dev_batch_size, check_training_config
 from l2t_fairseq.refresh.teaching import Teaching
 from l2t_fairseq.teacher.coefficients import Coefficients
 from l2t_fairseq.teacher.file import CHECKPOINT_KEY
@@ -181,6 +181,10 @@ class L2TTranslationTask(TranslationTask):
     def build_criterion(self, cfg):
         """Called by fairseq-train only: where the training flags are checked."""
         check_training_config(self.cfg)
+        subset = self.cfg.valid_subset.split(",")[0]
+        if subset not in self.datasets:
+            self.load_dataset(subset)
+        check_dev_batch_size(self.cfg, self.datasets[subset], subset)
         criterion = super().build_criterion(cfg)
         if not isinstance(criterion, L2TDLFCriterion):
             raise UsageError(

@@ -6,6 +6,7 @@ that ``--teacher-path`` reads a checkpoint and a teacher file alike.
 """
 
 import os
+import re
 
 import torch
 
@@ -27,9 +28,7 @@ def load_teacher_state(path, vocab_size, num_keys, parametrization, dev_bleu_mea
         saved = torch.load(path, map_location="cpu")["extra_state"][CHECKPOINT_KEY]
         teacher = saved["teacher"]
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise UsageError(
-            f"--teacher-path {path}: not an l2t_translation checkpoint ({type(e).__name__}: {e})"
-        ) from None
+        raise UsageError(f"--teacher-path {path}: not an l2t_translation checkpoint ({why_unreadable(e)})") from None
     weights = "log_W" if parametrization == "exp" else "W"
     if weights not in teacher:
         saved = "exp" if "log_W" in teacher else "linear"
@@ -52,6 +51,16 @@ def load_teacher_state(path, vocab_size, num_keys, parametrization, dev_bleu_mea
             f"(train and teach both with --eval-bleu, or both without)"
         )
     return teacher, saved.get("teacher_optimizer")
+
+
+def why_unreadable(error):
+    """What ``torch.load`` or the layout found wrong, in one line: torch's refusal of an object that is no tensor or
+    plain container comes with several lines of advice on loading untrusted files, which do not apply here."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if refused:
+        return f"it holds a {refused.group(1)}, which a checkpoint does not"
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first}"
 
 
 def save_teacher_file(teaching_state, path, adam=True):
