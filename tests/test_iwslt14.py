@@ -1,12 +1,14 @@
 """examples/iwslt14 end to end on a tiny slice of ../shared/data/iwslt14, made here in tmp (never committed)."""
 
+import importlib.util
 import json
 import os
 import re
+import shlex
 import tarfile
 
 import pytest
-from conftest import SHARED, head, script, write
+from conftest import REPO, SHARED, head, script, write
 
 TRAIN_LINES = 230
 TEST_SETS = ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
@@ -63,6 +65,20 @@ def test_prepare_sentencepiece_variant(raw_archive, tmp_path):
     assert (out / "segmented" / "spm.model").is_file()
     assert any("\u2581" in line for line in lines_of(out / "segmented" / "train.en"))
     assert (out / "bin" / "test.de-en.de.bin").is_file()
+
+
+def test_prepare_without_a_download_names_both_ways_to_give_it_the_data(tmp_path, monkeypatch):
+    """A machine that cannot download (here the URL of a port where nothing listens)."""
+    spec = importlib.util.spec_from_file_location("iwslt14_prepare", os.path.join(REPO, "examples", "iwslt14",
+                                                                                 "prepare.py"))
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    monkeypatch.setattr(prepare, "URL", "http://127.0.0.1:9/de-en.tgz")
+    with pytest.raises(SystemExit) as stopped:
+        prepare.download(str(tmp_path))
+    message = str(stopped.value.code)
+    assert "\n" not in message and message.startswith("prepare.sh: error: cannot download")
+    assert "--from DIR" in message and "de-en.tgz" in message and "--shared DIR" in message
 
 
 def test_prepare_names_the_missing_file(raw_archive, tmp_path):
@@ -122,3 +138,19 @@ def test_recipes_refuse_bad_flags(small_data, tmp_path):
     assert result.returncode == 2 and "--sgd is the recipe of the LSTM students" in result.stderr
     result = script("train_transformer.sh", "--data", tmp_path, check=False)
     assert result.returncode == 2 and "no binarized data" in result.stderr
+
+
+def test_the_readmes_cpu_smoke_run(small_data, tmp_path):
+    """README's quickstart line for a CPU, as written, on the small split instead of the full one: it trains and
+    the teacher steps at each of its refreshes."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    quickstart = text[text.index("## Quickstart"):]
+    line = quickstart[quickstart.index("on a CPU in minutes"):].split("```")[1].strip()
+    words = shlex.split(line)
+    assert words[0] == "examples/iwslt14/train_transformer.sh" and "--cpu" in words
+    save_dir = tmp_path / "run"
+    result = script(os.path.basename(words[0]), *words[1:], "--data", small_data, "--save-dir", save_dir)
+    assert "done training" in result.stdout
+    records = [json.loads(line) for line in (save_dir / "teacher.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in records] == [20, 40, 60, 80] and all(r["workers"] == 1 for r in records)

@@ -78,7 +78,8 @@ def download(work):
     try:
         urllib.request.urlretrieve(URL, archive)
     except OSError as e:
-        fail(f"cannot download {URL} ({e}); fetch de-en.tgz elsewhere and pass --from FOLDER")
+        fail(f"cannot download {URL} ({e}); give the data another way: --from DIR, a folder holding de-en.tgz "
+             "(fetched elsewhere) or the de-en/ folder it unpacks to; or --shared DIR, the small pre-tokenized split")
     return find_raw(work, work)
 
 
