@@ -221,3 +221,19 @@ def test_keeping_fewer_snapshots_gives_the_same_hypergradient(kind, keep_every, 
         assert torch.equal(a, b)
     kept = unroll(step_loss, params, [teacher(s) for s in states], batches, rule, keep_every)
     assert sorted(kept) == sorted({*range(0, 5, keep_every), 5})
+
+
+@pytest.mark.parametrize("optimizer, copies", [("sgd", 1), ("sgd momentum", 2), ("adam", 3)])
+def test_every_snapshot_is_kept_only_where_the_weights_and_moments_fit(optimizer, copies):
+    """--unroll-keep-every's default counts what each snapshot holds: the weights, SGD's velocity, Adam's two
+    moments. Weights (on the meta device: sizes, no memory) of which U copies fit, and no more."""
+    from l2t_fairseq.teacher.step import KEEP_ALL_BYTES, keep_every
+
+    steps = 16
+    weights = {"w": torch.empty(KEEP_ALL_BYTES // (4 * steps), device="meta")}
+    moment = {"w": torch.empty_like(weights["w"])}
+    rule = UpdateRule(lr=0.1, momentum=0.0 if optimizer == "sgd" else 0.9,
+                      velocity=None if optimizer == "sgd" else moment,
+                      second_moment=moment if optimizer == "adam" else None)
+    assert keep_every(0, steps, weights, rule) == (1 if copies == 1 else 4)
+    assert keep_every(3, steps, weights, rule) == 3

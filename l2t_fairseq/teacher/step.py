@@ -27,10 +27,10 @@ KEEP_ALL_BYTES = 2**30  # --unroll-keep-every 0 keeps every snapshot of the unro
 def keep_every(requested, unroll_steps, params, rule):
     """k: ``requested`` if given (``--unroll-keep-every``), else every snapshot where the U of them fit in
     KEEP_ALL_BYTES (no forward step recomputed), else about sqrt(U) (memory about 2 sqrt(U) x the student).  A
-    snapshot under Adam holds its moments too."""
+    snapshot holds the optimizer's moments too: SGD's velocity, Adam's first and second moments."""
     if requested:
         return requested
-    copies = 1 if rule.second_moment is None else 2 + (rule.momentum > 0)
+    copies = 1 + (rule.velocity is not None) + (rule.second_moment is not None)
     snapshots = copies * unroll_steps * sum(p.numel() * p.element_size() for p in params.values())
     return 1 if snapshots <= KEEP_ALL_BYTES else math.ceil(math.sqrt(unroll_steps))
 
