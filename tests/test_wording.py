@@ -40,3 +40,12 @@ def test_the_check_finds_them():
     assert not WORDS.search(API.sub("", '@pytest.fixture(scope="session")'))
     assert not WORDS.search(QUOTED_WORD.sub("", "| `sit" "ting` | 37 | 1.36 |"))
     assert WORDS.search(QUOTED_WORD.sub("", "`a` was weighted up in a later sit" "ting"))
+
+
+def test_the_readme_is_for_a_user():
+    """At most 250 lines, opening with exactly the two commands a fresh machine runs: the demo and the tests."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert len(lines) <= 250, len(lines)
+    opening = lines[lines.index("```") + 1:lines.index("```", lines.index("```") + 1)]
+    assert [line.split("#")[0].strip() for line in opening] == ["make demo", "make test"]
