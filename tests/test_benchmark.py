@@ -164,7 +164,7 @@ def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_d
 def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     """--resume-cut-runs: a run cut off after its checkpoint of update 2 goes on from there; within the first
     epoch it ends as the uninterrupted run did (same dev curve, same test hypotheses), its cost is estimated
-    from the last segment and the record says where it was resumed."""
+    from the last segment and the record says where it was resumed; one cut off on other kernels starts afresh."""
     import shutil
 
     out, work = tmp_path / "out", tmp_path / "work"
@@ -199,6 +199,16 @@ def test_a_cut_run_resumes_from_its_last_checkpoint(small_data, tmp_path):
     assert "cut off, resumed" not in result.stdout and not (run_dir / "train.segment-1.log").exists()
     again = json.loads((records / "cross_entropy-seed1.json").read_text())
     assert "resumed_at" not in again and again["dev_bleu_curve"] == whole["dev_bleu_curve"]
+    # cut off on another machine's kernels: one run is trained on one kind, so it starts afresh
+    (records / "cross_entropy-seed1.json").unlink()
+    shutil.copy(next(run_dir.glob("checkpoint_*_2.pt")), run_dir / "checkpoint_last.pt")
+    saved = json.loads((run_dir / "command.json").read_text())
+    assert saved["kernels"] == again["kernel_fingerprint"]
+    (run_dir / "command.json").write_text(json.dumps({**saved, "kernels": "0123456789abcdef"}))
+    result = run(*command)
+    assert "cut off on other kernels (0123456789abcdef), trained afresh" in result.stdout
+    assert "cut off, resumed" not in result.stdout
+    assert "resumed_at" not in json.loads((records / "cross_entropy-seed1.json").read_text())
 
 
 def test_an_equal_time_run_under_a_decaying_step_schedule_holds_its_learning_rate_longer(small_data, tmp_path):

@@ -130,12 +130,13 @@ def saved_run(run_dir):
         return json.load(f), checkpoint_update(last)
 
 
-def start_afresh(run_dir, command):
-    """An empty folder for ``command`` (a run cut off earlier starts again from scratch)."""
+def start_afresh(run_dir, command, kernels=None):
+    """An empty folder for ``command`` (a run cut off earlier starts again from scratch), noting the ``kernels``
+    it trains on (the benchmark's kernel identity), where they are known."""
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, MARKER), "w") as f:
-        json.dump({"command": command, "resumes": []}, f)
+        json.dump({"command": command, "resumes": [], **({"kernels": kernels} if kernels else {})}, f)
 
 
 def resume(run_dir, saved, command, update):

@@ -330,9 +330,14 @@ class Benchmark:
         after training, whose cost no segment left measured, is trained again), or of a finished run whose
         command differs only in a smaller ``--max-update`` (see ``extends``), which goes on to the new budget
         (also without the flag where ``extend``: the cross-entropy run carried on).  Returns the updates at which
-        the run was resumed so far ([] for a fresh one) and what its earlier segments logged."""
+        the run was resumed so far ([] for a fresh one) and what its earlier segments logged.  A folder whose run
+        was cut off on other kernels than this machine's runs (``command.json``'s ``kernels``) starts afresh."""
         saved, update = saved_run(run_dir)
-        if saved:
+        identity = kernel_identity(self.kernel_facts())
+        if saved and saved.get("kernels", identity) != identity:  # a run is trained on one kind of kernels
+            print(f"  {os.path.basename(run_dir)}: cut off on other kernels ({saved['kernels']}), trained afresh",
+                  flush=True)
+        elif saved:
             same = saved["command"] == command and self.args.resume_cut_runs
             longer = extends(saved["command"], command) and (self.args.resume_cut_runs or extend)
             if (same and update < updates) or (longer and update == int(after(saved["command"], "--max-update"))):
@@ -340,6 +345,6 @@ class Benchmark:
                 how = "extended" if longer else "cut off, resumed"
                 print(f"  {os.path.basename(run_dir)}: {how} at update {update}", flush=True)
                 return resumes, earlier
-        start_afresh(run_dir, command)
+        start_afresh(run_dir, command, identity)
         return [], ""
 
