@@ -153,4 +153,4 @@ def test_the_readmes_cpu_smoke_run(small_data, tmp_path):
     result = script(os.path.basename(words[0]), *words[1:], "--data", small_data, "--save-dir", save_dir)
     assert "done training" in result.stdout
     records = [json.loads(line) for line in (save_dir / "teacher.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in records] == [20, 40, 60, 80] and all(r["workers"] == 1 for r in records)
+    assert [r["update"] for r in records] == [10, 20, 30] and all(r["workers"] == 1 for r in records)
