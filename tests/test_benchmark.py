@@ -19,7 +19,8 @@ from l2t_fairseq.benchmark.machine import cpu_kernels
 from l2t_fairseq.benchmark.presets import PRESETS
 from l2t_fairseq.benchmark.test_set import read_lines, write_lines
 
-ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time", "sequence_risk"]
+# (the fine-tunes from a cross-entropy checkpoint, sequence_risk among them, have tests of their own below)
+ROWS = ["cross_entropy", "l2t_dlf", "l2t_dlf_frozen", "cross_entropy_equal_time"]
 L2T_FLAGS = f"--l2t-flags=--teacher-interval 2 --unroll-steps 1 {CHEAP_TEACHER_STEPS}"
 
 
@@ -37,7 +38,7 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     results = json.loads((out / "results.json").read_text())
     summary, runs = results["summary"], results["runs"]
     assert list(summary) == ROWS  # cross-entropy first: the baseline
-    assert results["meta"]["finished_runs"] == results["meta"]["planned_runs"] == 10
+    assert results["meta"]["finished_runs"] == results["meta"]["planned_runs"] == 8
     for row, s in summary.items():
         mean, std = s["test_bleu"]
         assert 0 <= mean <= 100 and std >= 0 and s["seeds"] == [1, 2]
@@ -59,7 +60,6 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     assert all(0 <= r["test_bleu_greedy"] <= 100 for by_row in runs.values() for r in by_row.values())
     for seed in ("1", "2"):
         ce, l2t = runs[seed]["cross_entropy"], runs[seed]["l2t_dlf"]
-        assert runs[seed]["sequence_risk"]["updates"] == 6  # 3 cross-entropy updates, then 3 of MRT
         # as many cross-entropy updates as fit in the L2T run's compute (CPU seconds)
         equal_time = runs[seed]["cross_entropy_equal_time"]["updates"]
         assert equal_time == round(l2t["cpu_seconds"] / (ce["cpu_seconds"] / ce["updates"]))
@@ -95,7 +95,7 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
                        "cross_entropy_equal_time_actor_critic-seed2", "l2t_dlf_frozen-seed2", "label_smoothed-seed1",
                        "label_smoothed-seed2"]
     results = json.loads((out / "results.json").read_text())
-    assert results["meta"]["finished_runs"] == 14 and "label_smoothed" in results["summary"]
+    assert results["meta"]["finished_runs"] == 12 and "label_smoothed" in results["summary"]
     # cross-entropy given the actor-critic's compute carries on the longest shorter cross-entropy run of its seed
     for seed, by_row in results["runs"].items():
         ce, equal_time = by_row["cross_entropy"], by_row["cross_entropy_equal_time_actor_critic"]
@@ -120,7 +120,7 @@ def test_benchmark_rows_significance_plots_and_resume(small_data, tmp_path):
     report = benchmark(small_data, out, work, *ROWS, *more, "--report")
     assert not re.search(r"^\[[\d:]+\] start ", report.stdout, re.M)  # trains nothing
     assert (out / "results.md").read_text() in report.stdout
-    assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 15
+    assert json.loads((out / "results.json").read_text())["meta"]["finished_runs"] == 13
 
 
 def test_the_trained_row_freezes_a_teacher_trained_across_other_students(small_data, tmp_path):
