@@ -51,6 +51,28 @@ def test_bench_cost_divides_each_pinned_run_by_its_unpinned_twin(toy_data):
     assert abs(float(rows["pinned"][9]) - pinned / unpinned) < 2e-3  # the table's seconds are rounded
 
 
+def test_bench_cost_takes_each_repeated_runs_twins_from_its_own_repetition():
+    """--kernels pinned unpinned pinned unpinned: the second pinned run is divided by the second unpinned run (not
+    the first), and each run by the cross-entropy run of its own repetition."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cost", os.path.join(REPO, "scripts", "bench_cost.py"))
+    bench_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_cost)
+
+    def result(kernels, row, steady):
+        return {"student": "toy", "precision": "fp32", "kernels": kernels, "row": row, "steady": steady,
+                "between": steady, "peak_mib": 1000.0}
+
+    results = [result("pinned", "cross_entropy", 1.0), result("pinned", "l2t_dlf", 3.0),
+               result("unpinned", "cross_entropy", 2.0), result("unpinned", "l2t_dlf", 4.0),
+               result("pinned", "cross_entropy", 0.9), result("pinned", "l2t_dlf", 1.8),
+               result("unpinned", "cross_entropy", 1.0), result("unpinned", "l2t_dlf", 5.0)]
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in bench_cost.table(results).splitlines()[2:]]
+    assert [row[5] for row in cells] == ["1.00", "3.00", "1.00", "2.00", "1.00", "2.00", "1.00", "5.00"]  # x CE
+    assert [row[8] for row in cells] == ["0.500", "0.750", "-", "-", "0.900", "0.360", "-", "-"]  # pinned x unpinned
+
+
 def test_the_gpu_check_runs_its_steps_on_the_cpu(toy_data, tmp_path):
     """scripts/gpu_check.sh --cpu: every step of the GPU check at a toy size, one report; the CUDA tests skip here
     (tests/test_replay.py's CPU retry stands in for the fp16 overflows)."""
