@@ -131,7 +131,8 @@ def repetition(results, r):
 
 
 def twin(results, r, **differing):
-    """The run of ``results`` that is ``r`` but for ``differing``, of the same repetition as ``r``."""
+    """The run of ``results`` that is ``r`` but for ``differing``, of the same repetition as ``r`` (or the last
+    such run, where ``differing`` was repeated fewer times: ``--kernels pinned pinned unpinned``)."""
     matching = [c for c in results if all(c[k] == differing.get(k, r[k]) for k in KEYS)]
     return matching[min(repetition(results, r), len(matching) - 1)]
 
